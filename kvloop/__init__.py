@@ -1,0 +1,26 @@
+"""kvloop: a key/value database server with transactions, in pure Python.
+
+Map of the package (data flows one way: socket -> protocol -> commands -> store -> reply):
+
+    errors.py       the protocol's error codes and CommandError, which carries one to a reply
+    protocol.py     bytes -> request lines (framing, limits) -> (VERB, rest); replies -> bytes
+    commands.py     one function per command and the dispatch table (CommandExecutor)
+    session.py      one client's state between commands: open transaction, AUTH, QUIT
+    transaction.py  one open transaction: isolation level, undo log, read set
+    store.py        the data: values, write intents, commit sequence, versions for validation
+    stats.py        the counters behind STATS
+    config.py       Settings (one dataclass) and the server's command line
+    server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
+    client.py       the Python client API (Client, errors with the server's codes)
+    cli.py          client.py's interactive prompt and script runner
+
+Everything but server.py, client.py and cli.py does no IO and is tested without sockets.
+"""
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client", "CommitOutcomeUnknown", "ConflictError", "ConnectionLost", "KvloopError",
+    "NotFoundError", "ServerError", "__version__",
+]

@@ -1,0 +1,337 @@
+"""The commands: one small function each (parse arguments, apply, encode the reply) and the
+table that dispatches a request line to them.
+
+:class:`CommandExecutor` is the whole server minus the network: feed it a session and a
+request line, get back the reply bytes. It never raises for anything a client sends.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import Callable, Dict, List, Optional
+
+from . import errors
+from .config import Settings
+from .errors import CommandError
+from .protocol import (
+    Line, encode_error, encode_ok, encode_result, parse_line, split_key_value, split_words,
+)
+from .session import Session
+from .stats import Stats
+from .store import ConflictError, Store, text_bytes
+from .transaction import LEVELS, parse_level
+
+log = logging.getLogger("kvloop.commands")
+
+Handler = Callable[["CommandExecutor", Session, str], bytes]
+
+# Commands a client may send before AUTH when a password is set.
+OPEN_VERBS = frozenset({"AUTH", "PING", "HELP", "QUIT"})
+# Longest piece of client input quoted back in an error message.
+ECHO_LIMIT = 64
+
+_KEY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def _quote(text: str) -> str:
+    return repr(text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "...")
+
+
+class CommandExecutor:
+    """Runs request lines against the store for many sessions, one command at a time."""
+
+    def __init__(self, settings: Settings, store: Optional[Store] = None,
+                 stats: Optional[Stats] = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else Store()
+        self.stats = stats if stats is not None else Stats()
+        self._next_session_id = 1
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def open_session(self, peer: str = "") -> Session:
+        """A new client's session (it must AUTH first if a password is set)."""
+        session = Session(self._next_session_id, peer,
+                          authenticated=self.settings.password is None)
+        self._next_session_id += 1
+        self.stats.clients_connected += 1
+        self.stats.clients_total += 1
+        return session
+
+    def close_session(self, session: Session) -> None:
+        """The client is gone: roll back its open transaction, releasing its keys."""
+        if session.txn is not None:
+            self.rollback(session)
+        self.stats.clients_connected -= 1
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def execute(self, session: Session, line: Line) -> Optional[bytes]:
+        """Run one request line for ``session``; the reply bytes, or ``None`` for a blank line.
+
+        Every failure becomes an error reply. An unexpected exception is logged with its
+        traceback and answered INTERNAL; the server goes on.
+        """
+        try:
+            if not isinstance(line, bytes):
+                raise CommandError(
+                    errors.TOO_LARGE,
+                    f"request line is longer than the limit of {line.limit} bytes "
+                    "(--max-line-bytes); it was discarded",
+                )
+            request = parse_line(line)
+            if request is None:
+                return None
+            verb, rest = request
+            handler = COMMANDS.get(verb)
+            if handler is None:
+                raise CommandError(
+                    errors.UNKNOWN_COMMAND,
+                    f"unknown command {_quote(verb)}; commands are {', '.join(COMMANDS)} "
+                    "(HELP describes them)",
+                )
+            if not session.authenticated and verb not in OPEN_VERBS:
+                raise CommandError(
+                    errors.AUTH_REQUIRED,
+                    f"{verb} needs authentication first: send AUTH password",
+                )
+            self.stats.commands[verb] += 1
+            return handler(self, session, rest)
+        except CommandError as exc:
+            self.stats.errors[exc.code] += 1
+            if isinstance(exc, ConflictError):
+                self.stats.conflicts[exc.cause] += 1
+            return encode_error(exc.code, exc.mesg)
+        except Exception:
+            log.exception("unexpected error in a command of client %s", session.peer)
+            self.stats.errors[errors.INTERNAL] += 1
+            return encode_error(
+                errors.INTERNAL,
+                "the server hit an unexpected error running this command; the command had "
+                "no effect, the error was logged, and the connection is still usable",
+            )
+
+    # -- helpers for the commands ---------------------------------------------------------
+
+    def check_key(self, key: str) -> str:
+        """``key`` if it is a valid key, else CommandError saying what a key may be."""
+        limit = self.settings.max_key_bytes
+        # A character is at most 4 bytes: only a long enough key needs its bytes counted.
+        if len(key) * 4 > limit and text_bytes(key) > limit:
+            raise CommandError(
+                errors.TOO_LARGE,
+                f"key is {text_bytes(key)} bytes; the limit is {limit} (--max-key-bytes)",
+            )
+        bad = _KEY_FORBIDDEN.search(key)
+        if bad:
+            raise CommandError(
+                errors.BAD_REQUEST,
+                f"key contains a control character (code {ord(bad.group())}) at position "
+                f"{bad.start()}; a key is one word of printable characters",
+            )
+        return key
+
+    def rollback(self, session: Session) -> None:
+        """Roll back the session's open transaction."""
+        txn = session.txn
+        session.txn = None
+        self.store.rollback(txn)
+        self.stats.rolled_back[txn.level] += 1
+
+
+# -- argument parsing ---------------------------------------------------------------------
+
+def _one_key(db: CommandExecutor, rest: str, usage: str) -> str:
+    if rest and " " not in rest and "\t" not in rest:
+        return db.check_key(rest)
+    words = split_words(rest)
+    if len(words) != 1:
+        raise CommandError(errors.BAD_REQUEST,
+                           f"expected exactly one key, got {len(words)} words; usage: {usage}")
+    return db.check_key(words[0])
+
+
+def _no_args(rest: str, verb: str) -> None:
+    if rest.strip(" \t"):
+        raise CommandError(errors.BAD_REQUEST, f"{verb} takes no arguments; usage: {verb}")
+
+
+def _need_transaction(session: Session, verb: str) -> None:
+    if session.txn is None:
+        raise CommandError(errors.NO_TRANSACTION,
+                           f"{verb} needs an open transaction and there is none; send START first")
+
+
+# -- the commands -------------------------------------------------------------------------
+
+def cmd_put(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """PUT key value: add or overwrite; the value is the rest of the line, blanks kept."""
+    key, value = split_key_value(rest)
+    if not key:
+        raise CommandError(errors.BAD_REQUEST, "PUT needs a key and a value; usage: PUT key value")
+    db.check_key(key)
+    if not value:
+        raise CommandError(errors.BAD_REQUEST,
+                           f"PUT {_quote(key)} has no value; usage: PUT key value (value not empty)")
+    db.store.put(key, value, session.txn)
+    return encode_ok()
+
+
+def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """GET key: the value this session sees, or NOT_FOUND."""
+    key = _one_key(db, rest, "GET key")
+    value = db.store.get(key, session.txn)
+    if value is None:
+        raise CommandError(errors.NOT_FOUND, "Key not found")
+    return encode_result(value)
+
+
+def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """DEL key: delete; a missing key is fine."""
+    key = _one_key(db, rest, "DEL key")
+    db.store.delete(key, session.txn)
+    return encode_ok()
+
+
+def cmd_start(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """START [read-committed|serializable]: open a transaction."""
+    words = split_words(rest)
+    if len(words) > 1:
+        raise CommandError(errors.BAD_REQUEST,
+                           "START takes at most one word; usage: START [read-committed|serializable]")
+    level = parse_level(words[0]) if words else db.settings.isolation
+    if level is None:
+        raise CommandError(errors.BAD_REQUEST,
+                           f"unknown isolation level {_quote(words[0])}; use one of {', '.join(LEVELS)}")
+    if session.txn is not None:
+        raise CommandError(errors.IN_TRANSACTION,
+                           f"a {session.txn.level} transaction is already open; "
+                           "COMMIT or ROLLBACK it before START")
+    session.txn = db.store.begin(level)
+    db.stats.started[level] += 1
+    return encode_ok()
+
+
+def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """COMMIT: make the transaction's writes visible at once; result {"seq": N}."""
+    _no_args(rest, "COMMIT")
+    _need_transaction(session, "COMMIT")
+    txn = session.txn
+    session.txn = None
+    try:
+        seq = db.store.commit(txn)
+    except ConflictError:
+        db.stats.rolled_back[txn.level] += 1
+        raise
+    db.stats.committed[txn.level] += 1
+    return encode_result({"seq": seq})
+
+
+def cmd_rollback(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """ROLLBACK: discard every write of the transaction."""
+    _no_args(rest, "ROLLBACK")
+    _need_transaction(session, "ROLLBACK")
+    db.rollback(session)
+    return encode_ok()
+
+
+def cmd_ping(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """PING [text]: "PONG", or the text back."""
+    return encode_result(rest if rest else "PONG")
+
+
+def cmd_auth(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """AUTH password: unlock the other commands when the server has a password."""
+    expected = db.settings.password
+    if expected is None:
+        raise CommandError(errors.BAD_REQUEST,
+                           "this server has no password set; AUTH is not needed")
+    if not rest:
+        raise CommandError(errors.BAD_REQUEST, "AUTH needs the password; usage: AUTH password")
+    if not hmac.compare_digest(rest.encode("utf-8"), expected.encode("utf-8")):
+        session.authenticated = False
+        raise CommandError(errors.AUTH_FAILED, "wrong password")
+    session.authenticated = True
+    return encode_ok()
+
+
+def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """STATS: counters about the server, as a JSON object."""
+    _no_args(rest, "STATS")
+    stats, store = db.stats, db.store
+    by_level = {
+        level: {
+            "started": stats.started[level],
+            "committed": stats.committed[level],
+            "rolled_back": stats.rolled_back[level],
+        }
+        for level in LEVELS
+    }
+    started = sum(stats.started.values())
+    committed = sum(stats.committed.values())
+    rolled_back = sum(stats.rolled_back.values())
+    return encode_result({
+        "uptime_seconds": round(stats.uptime(), 3),
+        "clients": {"connected": stats.clients_connected, "total": stats.clients_total},
+        "commands": dict(stats.commands),
+        "errors": dict(stats.errors),
+        "keys": store.committed_key_count(),
+        "data_bytes": store.data_bytes,
+        "commit_seq": store.seq,
+        "transactions": {
+            "started": started,
+            "committed": committed,
+            "rolled_back": rolled_back,
+            "open": started - committed - rolled_back,
+            "conflicts": sum(stats.conflicts.values()),
+            "conflicts_by_cause": dict(stats.conflicts),
+            "by_level": by_level,
+        },
+        "persistence": "memory",
+        "log_bytes": 0,
+        "fsyncs": 0,
+    })
+
+
+HELP_TEXT: List[str] = [
+    "PUT key value      add or overwrite (the value is the rest of the line)",
+    "GET key            read a value (NOT_FOUND if there is none)",
+    "DEL key            delete a key (a missing key is fine)",
+    "START [read-committed|serializable]   open a transaction",
+    "COMMIT             make the transaction's writes visible; result {\"seq\": N}",
+    "ROLLBACK           discard the transaction's writes",
+    "PING [text]        PONG, or the text back",
+    "AUTH password      authenticate when the server has a password",
+    "STATS              server counters as a JSON object",
+    "HELP               this list",
+    "QUIT               close the connection",
+]
+
+
+def cmd_help(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """HELP: the list of commands."""
+    return encode_result(HELP_TEXT)
+
+
+def cmd_quit(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """QUIT: Ok, then the server closes the connection (rolling back an open transaction)."""
+    _no_args(rest, "QUIT")
+    session.closing = True
+    return encode_ok()
+
+
+COMMANDS: Dict[str, Handler] = {
+    "PUT": cmd_put,
+    "GET": cmd_get,
+    "DEL": cmd_del,
+    "START": cmd_start,
+    "COMMIT": cmd_commit,
+    "ROLLBACK": cmd_rollback,
+    "PING": cmd_ping,
+    "AUTH": cmd_auth,
+    "STATS": cmd_stats,
+    "HELP": cmd_help,
+    "QUIT": cmd_quit,
+}

@@ -1,0 +1,309 @@
+"""The network shell: one thread, one ``selectors`` loop, non-blocking sockets.
+
+It only moves bytes. Each readable socket's bytes go into its connection's
+:class:`~kvloop.protocol.LineReader`; every complete line is run by the
+:class:`~kvloop.commands.CommandExecutor` and its reply appended to the connection's output
+buffer. Replies are sent once per loop turn, after every event of the turn has been handled:
+that is where the write-ahead log's group commit will sync, before any reply leaves, and it
+gives pipelining clients one ``send`` for a whole batch of replies.
+
+A client that does not read its replies is paused: once its output buffer passes
+``OUTPUT_PAUSE_BYTES`` its remaining lines wait and the server stops reading from it, until
+the buffer drains below ``OUTPUT_RESUME_BYTES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import signal
+import socket
+import sys
+import time
+from typing import List, Optional, Set
+
+from .commands import CommandExecutor
+from .config import Settings, parse_settings
+from .protocol import LineReader
+from .session import Session
+
+log = logging.getLogger("kvloop.server")
+
+# 64 KiB per recv: larger buffers were measured 2.5-4x slower in fresh CPython processes
+# (shared/PERF-NOTES.md), and it bounds how many lines one read can queue.
+READ_SIZE = 64 * 1024
+# A client whose unread replies pass this is paused until they drain below the resume mark.
+OUTPUT_PAUSE_BYTES = 1024 * 1024
+OUTPUT_RESUME_BYTES = 256 * 1024
+# How many connections one listener event may accept, so a connect storm cannot starve
+# the clients already connected.
+ACCEPT_BATCH = 64
+LISTEN_BACKLOG = 1024
+# On SIGTERM/SIGINT, how long to keep sending replies already made before closing anyway.
+SHUTDOWN_FLUSH_SECONDS = 5.0
+
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+
+
+class Connection:
+    """One client socket with its input framing, output buffer and session."""
+
+    __slots__ = ("sock", "peer", "reader", "out", "session", "events")
+
+    def __init__(self, sock: socket.socket, peer: str, reader: LineReader,
+                 session: Session) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.reader = reader
+        self.out = bytearray()
+        self.session = session
+        self.events = READ
+
+    def done(self) -> bool:
+        """True when nothing more will be read or answered: time to close."""
+        if self.out:
+            return False
+        if self.session.closing:
+            return True
+        return self.reader.finished and not self.reader.has_lines()
+
+    def wanted_events(self) -> int:
+        """The selector events this connection needs now."""
+        events = WRITE if self.out else 0
+        # Read only when every line received so far has been run (else the client is paused).
+        if not (self.session.closing or self.reader.finished or self.reader.has_lines()):
+            events |= READ
+        return events
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Server:
+    """A kvloop server: listens, runs clients' commands, and stops cleanly on request."""
+
+    def __init__(self, settings: Settings, executor: Optional[CommandExecutor] = None) -> None:
+        self.settings = settings
+        self.executor = executor if executor is not None else CommandExecutor(settings)
+        self._selector = selectors.DefaultSelector()
+        self._listener: Optional[socket.socket] = None
+        self._connections: Set[Connection] = set()
+        self._dirty: List[Connection] = []
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self.address = ""
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def listen(self) -> str:
+        """Bind and listen; returns ``host:port`` actually bound (``--port 0`` picks one)."""
+        host, port = self.settings.host, self.settings.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        listener.setblocking(False)
+        self._listener = listener
+        self._selector.register(listener, READ, self._accept)
+        self._selector.register(self._wake_r, READ, self._on_wakeup)
+        bound = listener.getsockname()
+        self.address = format_address(host, bound[1])
+        return self.address
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop; safe to call from a signal handler."""
+        self._stopping = True
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    def install_signal_handlers(self) -> None:
+        """Stop cleanly on SIGTERM and SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.request_stop())
+
+    def serve_forever(self) -> None:
+        """Run the loop until :meth:`request_stop`, then shut down cleanly."""
+        select = self._selector.select
+        while not self._stopping:
+            for key, mask in select():
+                target = key.data
+                if isinstance(target, Connection):
+                    self._on_event(target, mask)
+                else:
+                    target()
+            self._flush_dirty()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Stop accepting, answer what was received, roll back, send replies, close."""
+        if self._listener is not None:
+            self._selector.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
+        for conn in list(self._connections):
+            self._run_lines(conn, limit=None)
+            if conn.session.txn is not None:
+                log.info("rolling back the open transaction of client %s", conn.peer)
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        pending = [c for c in self._connections if c.out]
+        while pending and time.monotonic() < deadline:
+            for conn in pending:
+                self._set_events(conn, WRITE)
+            for key, _ in self._selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                if isinstance(key.data, Connection):
+                    self._send(key.data)
+            pending = [c for c in self._connections if c.out]
+        for conn in list(self._connections):
+            self._close(conn)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        log.info("stopped")
+
+    # -- events --------------------------------------------------------------------------
+
+    def _on_wakeup(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, and the like
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = format_address(addr[0], addr[1])
+            session = self.executor.open_session(peer)
+            conn = Connection(sock, peer, LineReader(self.settings.max_line_bytes), session)
+            self._connections.add(conn)
+            self._selector.register(sock, READ, conn)
+            log.debug("client %s connected (session %d)", peer, session.session_id)
+
+    def _on_event(self, conn: Connection, mask: int) -> None:
+        try:
+            if mask & WRITE:
+                self._send(conn)
+                if len(conn.out) < OUTPUT_RESUME_BYTES and conn.reader.has_lines():
+                    self._run_lines(conn)
+            if mask & READ and conn.events & READ:
+                self._receive(conn)
+        except Exception:
+            log.exception("unexpected error serving client %s; closing its connection", conn.peer)
+            self._close(conn)
+            return
+        self._dirty.append(conn)
+
+    def _receive(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("client %s: receive failed: %s", conn.peer, exc)
+            conn.reader.finish()
+            conn.session.closing = True
+            return
+        if data:
+            conn.reader.feed(data)
+        else:
+            conn.reader.finish()
+        self._run_lines(conn)
+
+    def _run_lines(self, conn: Connection, limit: Optional[int] = OUTPUT_PAUSE_BYTES) -> None:
+        """Run the connection's complete lines in order, until its output passes ``limit``."""
+        execute = self.executor.execute
+        session, reader, out = conn.session, conn.reader, conn.out
+        while not session.closing and (limit is None or len(out) < limit):
+            line = reader.next_line()
+            if line is None:
+                break
+            reply = execute(session, line)
+            if reply is not None:
+                out += reply
+
+    # -- output --------------------------------------------------------------------------
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            if conn in self._connections:
+                self._send(conn)
+                if conn.done():
+                    self._close(conn)
+                else:
+                    self._set_events(conn, conn.wanted_events())
+
+    def _send(self, conn: Connection) -> None:
+        if not conn.out:
+            return
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("client %s: send failed: %s", conn.peer, exc)
+            conn.out.clear()
+            conn.session.closing = True
+            return
+        del conn.out[:sent]
+
+    def _set_events(self, conn: Connection, events: int) -> None:
+        if events == conn.events:
+            return
+        if conn.events == 0:
+            self._selector.register(conn.sock, events, conn)
+        elif events == 0:
+            self._selector.unregister(conn.sock)
+        else:
+            self._selector.modify(conn.sock, events, conn)
+        conn.events = events
+
+    def _close(self, conn: Connection) -> None:
+        if conn not in self._connections:
+            return
+        self._connections.discard(conn)
+        if conn.events:
+            self._selector.unregister(conn.sock)
+            conn.events = 0
+        self.executor.close_session(conn.session)
+        conn.sock.close()
+        log.debug("client %s disconnected", conn.peer)
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr, with time, level and source."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the server from the command line; returns the exit status."""
+    settings = parse_settings(argv)
+    configure_logging(settings.log_level)
+    server = Server(settings)
+    try:
+        address = server.listen()
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", format_address(settings.host, settings.port),
+                  exc.strerror or exc)
+        return 1
+    server.install_signal_handlers()
+    log.info("listening on %s (%s)", address, settings.describe())
+    server.serve_forever()
+    return 0

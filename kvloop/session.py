@@ -1,0 +1,27 @@
+"""One client connection's state as the command layer sees it, with no socket in it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .transaction import Transaction
+
+
+class Session:
+    """What the server remembers about one client between its commands.
+
+    ``txn`` is its open transaction (at most one), ``authenticated`` whether it has passed
+    AUTH, and ``closing`` is set once it asked to QUIT: no further command of it is run.
+    """
+
+    __slots__ = ("session_id", "peer", "txn", "authenticated", "closing")
+
+    def __init__(self, session_id: int, peer: str = "", authenticated: bool = True) -> None:
+        self.session_id = session_id
+        self.peer = peer
+        self.txn: Optional[Transaction] = None
+        self.authenticated = authenticated
+        self.closing = False
+
+    def __repr__(self) -> str:
+        return f"<Session {self.session_id} {self.peer} txn={self.txn!r}>"

@@ -1,0 +1,28 @@
+"""Counters behind the STATS command."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Dict
+
+from .transaction import LEVELS
+
+
+class Stats:
+    """Counts of what the server has done since it started. Plain counters, no IO."""
+
+    def __init__(self) -> None:
+        self.started_at = time.monotonic()
+        self.clients_connected = 0
+        self.clients_total = 0
+        self.commands: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.started: Dict[str, int] = dict.fromkeys(LEVELS, 0)
+        self.committed: Dict[str, int] = dict.fromkeys(LEVELS, 0)
+        self.rolled_back: Dict[str, int] = dict.fromkeys(LEVELS, 0)
+        self.conflicts: Counter = Counter()
+
+    def uptime(self) -> float:
+        """Seconds since the server started."""
+        return time.monotonic() - self.started_at

@@ -1,0 +1,237 @@
+"""The database: values, write intents, commit sequence and the versions SERIALIZABLE needs.
+
+Writes go straight into the one in-memory dict, in place. A transaction that writes a key
+takes its *write intent* and keeps the key's before-image in its undo log; everyone else reads
+that before-image and gets CONFLICT if they try to write the key (no dirty reads, no dirty
+writes, no waiting). COMMIT drops the intents; ROLLBACK writes the before-images back.
+
+SERIALIZABLE transactions also remember, for each key they read, the commit sequence number
+current at the read. While any of them is open the store records, per key, the sequence number
+of its last committed change, so COMMIT can tell whether something read has changed since.
+Those records only ever need to reach back to the oldest open SERIALIZABLE transaction, so they
+are pruned as transactions finish and cost nothing when none is open.
+
+The store knows nothing of connections or the protocol; one command runs at a time, so no
+method needs a lock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+from . import errors
+from .errors import CommandError
+from .transaction import SERIALIZABLE, Transaction
+
+Write = Tuple[str, Optional[str]]
+"""One committed change: the key and its new value, ``None`` for a delete."""
+
+CommitHook = Callable[[int, List[Write]], None]
+"""Called with each commit's sequence number and changes, before the commit is acknowledged."""
+
+WRITE_CONFLICT = "write_intent"
+VALIDATION_CONFLICT = "validation"
+
+
+class ConflictError(CommandError):
+    """CONFLICT, with the ``cause``: another transaction's write intent, or failed validation."""
+
+    def __init__(self, cause: str, mesg: str) -> None:
+        super().__init__(errors.CONFLICT, mesg)
+        self.cause = cause
+
+
+def text_bytes(text: str) -> int:
+    """The length of ``text`` in UTF-8 bytes."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+class Store:
+    """The key/value data and every open transaction's claim on it.
+
+    ``seq`` is the number of the latest commit since the data was created (like etcd's
+    revision): each commit that changes data takes the next number. ``on_commit``, if set, is
+    called with each commit's number and changes (the write-ahead log's hook).
+    """
+
+    def __init__(self, on_commit: Optional[CommitHook] = None) -> None:
+        self.seq = 0
+        self.data_bytes = 0
+        self.on_commit = on_commit
+        self._values: Dict[str, str] = {}
+        self._owners: Dict[str, Transaction] = {}
+        self._next_txn_id = 1
+        # Open SERIALIZABLE transactions, oldest first (dicts keep insertion order).
+        self._serializable: Dict[Transaction, None] = {}
+        # Key -> seq of its last committed change; kept only while SERIALIZABLE is open.
+        self._versions: Dict[str, int] = {}
+        self._version_log: Deque[Tuple[int, str]] = deque()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: str, txn: Optional[Transaction] = None) -> Optional[str]:
+        """The value ``txn`` (or an autocommit read, if ``None``) sees for ``key``, or ``None``.
+
+        That is the transaction's own write if it wrote the key, else the latest committed
+        value: the before-image if another open transaction has written it.
+        """
+        owner = self._owners.get(key)
+        if owner is None:
+            value = self._values.get(key)
+        elif owner is txn:
+            return self._values.get(key)
+        else:
+            value = owner.undo[key]
+        if txn is not None and txn.reads is not None and key not in txn.reads:
+            txn.reads[key] = self.seq
+        return value
+
+    def committed_key_count(self) -> int:
+        """How many keys have a committed value (uncommitted creates and deletes not counted)."""
+        count = len(self._values)
+        for key, owner in self._owners.items():
+            exists_now = key in self._values
+            existed = owner.undo[key] is not None
+            count += existed - exists_now
+        return count
+
+    def open_intents(self) -> int:
+        """How many keys are held by an open transaction's write intent."""
+        return len(self._owners)
+
+    def committed_items(self) -> List[Write]:
+        """Every committed key and value (a consistent copy, for snapshots and tests)."""
+        items = {**self._values}
+        for key, owner in self._owners.items():
+            before = owner.undo[key]
+            if before is None:
+                items.pop(key, None)
+            else:
+                items[key] = before
+        return sorted(items.items())
+
+    # -- writes --------------------------------------------------------------------------
+
+    def put(self, key: str, value: str, txn: Optional[Transaction] = None) -> None:
+        """Write ``value`` under ``key``, in ``txn`` or (if ``None``) as its own commit.
+
+        Raises :class:`ConflictError` if another open transaction holds the key; then nothing
+        changed.
+        """
+        self._write(key, value, txn)
+
+    def delete(self, key: str, txn: Optional[Transaction] = None) -> None:
+        """Delete ``key`` (a missing key is fine), like :meth:`put`."""
+        self._write(key, None, txn)
+
+    def _write(self, key: str, value: Optional[str], txn: Optional[Transaction]) -> None:
+        owner = self._owners.get(key)
+        if owner is not txn and owner is not None:
+            raise ConflictError(
+                WRITE_CONFLICT,
+                f"key '{key}' is being written by another open transaction; "
+                "retry after that transaction commits or rolls back",
+            )
+        if txn is None:
+            if value is None and key not in self._values:
+                return  # deleting a missing key changes nothing: no commit
+            self._set(key, value)
+            self._committed([(key, value)])
+            return
+        if owner is None:
+            txn.undo[key] = self._values.get(key)
+            self._owners[key] = txn
+        self._set(key, value)
+
+    def _set(self, key: str, value: Optional[str]) -> None:
+        old = self._values.get(key)
+        if old is not None:
+            self.data_bytes -= text_bytes(key) + text_bytes(old)
+        if value is None:
+            if old is not None:
+                del self._values[key]
+        else:
+            self._values[key] = value
+            self.data_bytes += text_bytes(key) + text_bytes(value)
+
+    # -- transactions --------------------------------------------------------------------
+
+    def begin(self, level: str) -> Transaction:
+        """Open a transaction at ``level``."""
+        txn = Transaction(self._next_txn_id, level, self.seq)
+        self._next_txn_id += 1
+        if level == SERIALIZABLE:
+            self._serializable[txn] = None
+        return txn
+
+    def commit(self, txn: Transaction) -> int:
+        """Make every write of ``txn`` visible at once and return the commit's sequence number.
+
+        A transaction that wrote nothing gets the current number. A SERIALIZABLE transaction
+        first checks that nothing it read has changed since; if something has, it is rolled
+        back and :class:`ConflictError` names the key.
+        """
+        if txn.reads:
+            self._validate(txn)
+        if not txn.undo:
+            self._finish(txn)
+            return self.seq
+        owners, values = self._owners, self._values
+        writes = [(key, values.get(key)) for key in txn.undo]
+        for key in txn.undo:
+            del owners[key]
+        self._finish(txn)
+        return self._committed(writes)
+
+    def _validate(self, txn: Transaction) -> None:
+        versions = self._versions
+        for key, seen_at in txn.reads.items():
+            changed_at = versions.get(key, 0)
+            if changed_at > seen_at:
+                self.rollback(txn)
+                raise ConflictError(
+                    VALIDATION_CONFLICT,
+                    f"key '{key}' was changed by commit {changed_at} after this transaction "
+                    "read it; the transaction has been rolled back, retry it from START",
+                )
+
+    def _committed(self, writes: List[Write]) -> int:
+        self.seq += 1
+        seq = self.seq
+        if self._serializable:
+            versions = self._versions
+            log = self._version_log
+            for key, _ in writes:
+                versions[key] = seq
+                log.append((seq, key))
+        if self.on_commit is not None:
+            self.on_commit(seq, writes)
+        return seq
+
+    def rollback(self, txn: Transaction) -> None:
+        """Discard every write of ``txn``: restore each before-image and release its keys."""
+        owners = self._owners
+        for key, before in txn.undo.items():
+            self._set(key, before)
+            del owners[key]
+        self._finish(txn)
+
+    def _finish(self, txn: Transaction) -> None:
+        txn.undo = {}
+        if txn in self._serializable:
+            del self._serializable[txn]
+            self._prune_versions()
+
+    def _prune_versions(self) -> None:
+        if not self._serializable:
+            self._versions.clear()
+            self._version_log.clear()
+            return
+        # Changes at or before the oldest open transaction's start can fail no validation.
+        horizon = next(iter(self._serializable)).begin_seq
+        log, versions = self._version_log, self._versions
+        while log and log[0][0] <= horizon:
+            seq, key = log.popleft()
+            if versions.get(key) == seq:
+                del versions[key]
