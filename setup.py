@@ -6,7 +6,8 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
-VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "kvloop" / "__init__.py").read_text()).group(1)
+INIT = (HERE / "kvloop" / "__init__.py").read_text(encoding="utf-8")
+VERSION = re.search(r'__version__ = "([^"]+)"', INIT).group(1)
 
 setup(
     name="kvloop",

@@ -10,13 +10,19 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 from . import errors
 from .config import Settings
 from .errors import CommandError
 from .protocol import (
-    Line, encode_error, encode_ok, encode_result, parse_line, split_key_value, split_words,
+    Line,
+    encode_error,
+    encode_ok,
+    encode_result,
+    parse_line,
+    split_key_value,
+    split_words,
 )
 from .session import Session
 from .stats import Stats
@@ -42,8 +48,8 @@ def _quote(text: str) -> str:
 class CommandExecutor:
     """Runs request lines against the store for many sessions, one command at a time."""
 
-    def __init__(self, settings: Settings, store: Optional[Store] = None,
-                 stats: Optional[Stats] = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None,
+                 stats: Stats | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else Store()
         self.stats = stats if stats is not None else Stats()
@@ -68,7 +74,7 @@ class CommandExecutor:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def execute(self, session: Session, line: Line) -> Optional[bytes]:
+    def execute(self, session: Session, line: Line) -> bytes | None:
         """Run one request line for ``session``; the reply bytes, or ``None`` for a blank line.
 
         Every failure becomes an error reply. An unexpected exception is logged with its
@@ -174,7 +180,8 @@ def cmd_put(db: CommandExecutor, session: Session, rest: str) -> bytes:
     db.check_key(key)
     if not value:
         raise CommandError(errors.BAD_REQUEST,
-                           f"PUT {_quote(key)} has no value; usage: PUT key value (value not empty)")
+                           f"PUT {_quote(key)} has no value; usage: PUT key value "
+                           "(the value must not be empty)")
     db.store.put(key, value, session.txn)
     return encode_ok()
 
@@ -200,11 +207,13 @@ def cmd_start(db: CommandExecutor, session: Session, rest: str) -> bytes:
     words = split_words(rest)
     if len(words) > 1:
         raise CommandError(errors.BAD_REQUEST,
-                           "START takes at most one word; usage: START [read-committed|serializable]")
+                           "START takes at most one word; "
+                           "usage: START [read-committed|serializable]")
     level = parse_level(words[0]) if words else db.settings.isolation
     if level is None:
         raise CommandError(errors.BAD_REQUEST,
-                           f"unknown isolation level {_quote(words[0])}; use one of {', '.join(LEVELS)}")
+                           f"unknown isolation level {_quote(words[0])}; "
+                           f"use one of {', '.join(LEVELS)}")
     if session.txn is not None:
         raise CommandError(errors.IN_TRANSACTION,
                            f"a {session.txn.level} transaction is already open; "
@@ -239,7 +248,7 @@ def cmd_rollback(db: CommandExecutor, session: Session, rest: str) -> bytes:
 
 def cmd_ping(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """PING [text]: "PONG", or the text back."""
-    return encode_result(rest if rest else "PONG")
+    return encode_result(rest or "PONG")
 
 
 def cmd_auth(db: CommandExecutor, session: Session, rest: str) -> bytes:
@@ -295,7 +304,7 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
     })
 
 
-HELP_TEXT: List[str] = [
+HELP_TEXT: list[str] = [
     "PUT key value      add or overwrite (the value is the rest of the line)",
     "GET key            read a value (NOT_FOUND if there is none)",
     "DEL key            delete a key (a missing key is fine)",
@@ -322,7 +331,7 @@ def cmd_quit(db: CommandExecutor, session: Session, rest: str) -> bytes:
     return encode_ok()
 
 
-COMMANDS: Dict[str, Handler] = {
+COMMANDS: dict[str, Handler] = {
     "PUT": cmd_put,
     "GET": cmd_get,
     "DEL": cmd_del,

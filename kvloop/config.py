@@ -6,7 +6,6 @@ import argparse
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 from .transaction import LEVELS, READ_COMMITTED, parse_level
 
@@ -34,7 +33,7 @@ class Settings:
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     in_memory: bool = False
     data_dir: str = DEFAULT_DATA_DIR
-    password: Optional[str] = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
     allow_insecure: bool = False
 
     def describe(self) -> str:
@@ -81,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kvloop-server",
         description="kvloop: a key/value server with transactions, one JSON reply per line.",
     )
-    p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help="TCP port (default %(default)s; 0 picks a free port and logs it)")
     p.add_argument("--isolation", type=_level, default=READ_COMMITTED,
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_settings(argv: Optional[List[str]] = None) -> Settings:
+def parse_settings(argv: list[str] | None = None) -> Settings:
     """Settings from the command line (and ``KVLOOP_PASSWORD``); exits with usage on error."""
     parser = build_parser()
     args = parser.parse_args(argv)

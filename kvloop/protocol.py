@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from typing import Deque, List, Optional, Tuple, Union
+from typing import Union
 
 from . import errors
 from .errors import CommandError
@@ -44,7 +44,7 @@ class LineReader:
 
     def __init__(self, max_line_bytes: int) -> None:
         self.max_line_bytes = max_line_bytes
-        self._ready: Deque[Line] = deque()
+        self._ready: deque[Line] = deque()
         self._partial = bytearray()
         self._discarding = False
         self.finished = False
@@ -90,7 +90,7 @@ class LineReader:
         self._partial.clear()
         self._discarding = False
 
-    def next_line(self) -> Optional[Line]:
+    def next_line(self) -> Line | None:
         """The next complete line (or :class:`LineTooLarge`), or ``None`` if none is ready."""
         return self._ready.popleft() if self._ready else None
 
@@ -108,11 +108,11 @@ class LineReader:
 _VERB = re.compile(r"[ \t]*([^ \t]+)[ \t]*")
 _BLANKS = re.compile(r"[ \t]+")
 
-Request = Tuple[str, str]
+Request = tuple[str, str]
 """A parsed request line: the verb in upper case, and the rest of the line after its blanks."""
 
 
-def parse_line(line: bytes) -> Optional[Request]:
+def parse_line(line: bytes) -> Request | None:
     """Parse one request line into ``(VERB, rest)``; ``None`` for a blank line.
 
     Raises :class:`CommandError` (BAD_REQUEST) if the line is not valid UTF-8.
@@ -126,21 +126,20 @@ def parse_line(line: bytes) -> Optional[Request]:
             f"request is not valid UTF-8 (bad byte at offset {exc.start}); "
             "send commands as UTF-8 text",
         ) from None
-    if text.endswith("\r"):
-        text = text[:-1]
+    text = text.removesuffix("\r")
     match = _VERB.match(text)
     if match is None:
         return None
     return match.group(1).upper(), text[match.end():]
 
 
-def split_words(rest: str) -> List[str]:
+def split_words(rest: str) -> list[str]:
     """Split the arguments of a command into words (runs of spaces or tabs separate them)."""
     rest = rest.rstrip(" \t")
     return _BLANKS.split(rest) if rest else []
 
 
-def split_key_value(rest: str) -> Tuple[str, str]:
+def split_key_value(rest: str) -> tuple[str, str]:
     """Split PUT's arguments into the key and the value: the rest after the key's blanks.
 
     The value keeps every inner and trailing blank; it is empty if there is none.

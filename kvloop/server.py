@@ -14,13 +14,13 @@ the buffer drains below ``OUTPUT_RESUME_BYTES``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import signal
 import socket
 import sys
 import time
-from typing import List, Optional, Set
 
 from .commands import CommandExecutor
 from .config import Settings, parse_settings
@@ -85,13 +85,13 @@ def format_address(host: str, port: int) -> str:
 class Server:
     """A kvloop server: listens, runs clients' commands, and stops cleanly on request."""
 
-    def __init__(self, settings: Settings, executor: Optional[CommandExecutor] = None) -> None:
+    def __init__(self, settings: Settings, executor: CommandExecutor | None = None) -> None:
         self.settings = settings
         self.executor = executor if executor is not None else CommandExecutor(settings)
         self._selector = selectors.DefaultSelector()
-        self._listener: Optional[socket.socket] = None
-        self._connections: Set[Connection] = set()
-        self._dirty: List[Connection] = []
+        self._listener: socket.socket | None = None
+        self._connections: set[Connection] = set()
+        self._dirty: list[Connection] = []
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -116,10 +116,8 @@ class Server:
     def request_stop(self) -> None:
         """Ask the loop to stop; safe to call from a signal handler."""
         self._stopping = True
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
-        except OSError:
-            pass
 
     def install_signal_handlers(self) -> None:
         """Stop cleanly on SIGTERM and SIGINT."""
@@ -140,30 +138,36 @@ class Server:
         self._shutdown()
 
     def _shutdown(self) -> None:
-        """Stop accepting, answer what was received, roll back, send replies, close."""
+        """Stop accepting, answer what was received, send replies, roll back, close."""
         if self._listener is not None:
             self._selector.unregister(self._listener)
             self._listener.close()
             self._listener = None
-        for conn in list(self._connections):
-            self._run_lines(conn, limit=None)
-            if conn.session.txn is not None:
-                log.info("rolling back the open transaction of client %s", conn.peer)
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
-        pending = [c for c in self._connections if c.out]
-        while pending and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            pending = [c for c in self._connections if c.out or self._has_work(c)]
+            if not pending:
+                break
             for conn in pending:
-                self._set_events(conn, WRITE)
-            for key, _ in self._selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                if not conn.out:
+                    self._run_lines(conn)
+                self._set_events(conn, WRITE if conn.out else 0)
+            timeout = max(0.0, deadline - time.monotonic())
+            for key, _ in self._selector.select(timeout):
                 if isinstance(key.data, Connection):
                     self._send(key.data)
-            pending = [c for c in self._connections if c.out]
         for conn in list(self._connections):
+            if conn.session.txn is not None:
+                log.info("rolling back the open transaction of client %s", conn.peer)
             self._close(conn)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
         log.info("stopped")
+
+    @staticmethod
+    def _has_work(conn: Connection) -> bool:
+        return conn.reader.has_lines() and not conn.session.closing
 
     # -- events --------------------------------------------------------------------------
 
@@ -222,7 +226,7 @@ class Server:
             conn.reader.finish()
         self._run_lines(conn)
 
-    def _run_lines(self, conn: Connection, limit: Optional[int] = OUTPUT_PAUSE_BYTES) -> None:
+    def _run_lines(self, conn: Connection, limit: int | None = OUTPUT_PAUSE_BYTES) -> None:
         """Run the connection's complete lines in order, until its output passes ``limit``."""
         execute = self.executor.execute
         session, reader, out = conn.session, conn.reader, conn.out
@@ -292,7 +296,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the server from the command line; returns the exit status."""
     settings = parse_settings(argv)
     configure_logging(settings.log_level)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .transaction import Transaction
 
 
@@ -19,7 +17,7 @@ class Session:
     def __init__(self, session_id: int, peer: str = "", authenticated: bool = True) -> None:
         self.session_id = session_id
         self.peer = peer
-        self.txn: Optional[Transaction] = None
+        self.txn: Transaction | None = None
         self.authenticated = authenticated
         self.closing = False
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Dict
 
 from .transaction import LEVELS
 
@@ -18,9 +17,9 @@ class Stats:
         self.clients_total = 0
         self.commands: Counter = Counter()
         self.errors: Counter = Counter()
-        self.started: Dict[str, int] = dict.fromkeys(LEVELS, 0)
-        self.committed: Dict[str, int] = dict.fromkeys(LEVELS, 0)
-        self.rolled_back: Dict[str, int] = dict.fromkeys(LEVELS, 0)
+        self.started: dict[str, int] = dict.fromkeys(LEVELS, 0)
+        self.committed: dict[str, int] = dict.fromkeys(LEVELS, 0)
+        self.rolled_back: dict[str, int] = dict.fromkeys(LEVELS, 0)
         self.conflicts: Counter = Counter()
 
     def uptime(self) -> float:

@@ -18,16 +18,16 @@ method needs a lock.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 
 from . import errors
 from .errors import CommandError
 from .transaction import SERIALIZABLE, Transaction
 
-Write = Tuple[str, Optional[str]]
+Write = tuple[str, Optional[str]]
 """One committed change: the key and its new value, ``None`` for a delete."""
 
-CommitHook = Callable[[int, List[Write]], None]
+CommitHook = Callable[[int, list[Write]], None]
 """Called with each commit's sequence number and changes, before the commit is acknowledged."""
 
 WRITE_CONFLICT = "write_intent"
@@ -55,22 +55,22 @@ class Store:
     called with each commit's number and changes (the write-ahead log's hook).
     """
 
-    def __init__(self, on_commit: Optional[CommitHook] = None) -> None:
+    def __init__(self, on_commit: CommitHook | None = None) -> None:
         self.seq = 0
         self.data_bytes = 0
         self.on_commit = on_commit
-        self._values: Dict[str, str] = {}
-        self._owners: Dict[str, Transaction] = {}
+        self._values: dict[str, str] = {}
+        self._owners: dict[str, Transaction] = {}
         self._next_txn_id = 1
         # Open SERIALIZABLE transactions, oldest first (dicts keep insertion order).
-        self._serializable: Dict[Transaction, None] = {}
+        self._serializable: dict[Transaction, None] = {}
         # Key -> seq of its last committed change; kept only while SERIALIZABLE is open.
-        self._versions: Dict[str, int] = {}
-        self._version_log: Deque[Tuple[int, str]] = deque()
+        self._versions: dict[str, int] = {}
+        self._version_log: deque[tuple[int, str]] = deque()
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, key: str, txn: Optional[Transaction] = None) -> Optional[str]:
+    def get(self, key: str, txn: Transaction | None = None) -> str | None:
         """The value ``txn`` (or an autocommit read, if ``None``) sees for ``key``, or ``None``.
 
         That is the transaction's own write if it wrote the key, else the latest committed
@@ -100,7 +100,7 @@ class Store:
         """How many keys are held by an open transaction's write intent."""
         return len(self._owners)
 
-    def committed_items(self) -> List[Write]:
+    def committed_items(self) -> list[Write]:
         """Every committed key and value (a consistent copy, for snapshots and tests)."""
         items = {**self._values}
         for key, owner in self._owners.items():
@@ -113,7 +113,7 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------
 
-    def put(self, key: str, value: str, txn: Optional[Transaction] = None) -> None:
+    def put(self, key: str, value: str, txn: Transaction | None = None) -> None:
         """Write ``value`` under ``key``, in ``txn`` or (if ``None``) as its own commit.
 
         Raises :class:`ConflictError` if another open transaction holds the key; then nothing
@@ -121,11 +121,11 @@ class Store:
         """
         self._write(key, value, txn)
 
-    def delete(self, key: str, txn: Optional[Transaction] = None) -> None:
+    def delete(self, key: str, txn: Transaction | None = None) -> None:
         """Delete ``key`` (a missing key is fine), like :meth:`put`."""
         self._write(key, None, txn)
 
-    def _write(self, key: str, value: Optional[str], txn: Optional[Transaction]) -> None:
+    def _write(self, key: str, value: str | None, txn: Transaction | None) -> None:
         owner = self._owners.get(key)
         if owner is not txn and owner is not None:
             raise ConflictError(
@@ -144,7 +144,7 @@ class Store:
             self._owners[key] = txn
         self._set(key, value)
 
-    def _set(self, key: str, value: Optional[str]) -> None:
+    def _set(self, key: str, value: str | None) -> None:
         old = self._values.get(key)
         if old is not None:
             self.data_bytes -= text_bytes(key) + text_bytes(old)
@@ -196,7 +196,7 @@ class Store:
                     "read it; the transaction has been rolled back, retry it from START",
                 )
 
-    def _committed(self, writes: List[Write]) -> int:
+    def _committed(self, writes: list[Write]) -> int:
         self.seq += 1
         seq = self.seq
         if self._serializable:

@@ -5,14 +5,12 @@ A :class:`Transaction` is plain data; the :class:`~kvloop.store.Store` reads and
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 READ_COMMITTED = "read-committed"
 SERIALIZABLE = "serializable"
 LEVELS = (READ_COMMITTED, SERIALIZABLE)
 
 
-def parse_level(word: str) -> Optional[str]:
+def parse_level(word: str) -> str | None:
     """The isolation level a client spelled (any case, ``_`` for ``-``), or ``None``."""
     level = word.lower().replace("_", "-")
     return level if level in LEVELS else None
@@ -33,8 +31,8 @@ class Transaction:
         self.txn_id = txn_id
         self.level = level
         self.begin_seq = begin_seq
-        self.undo: Dict[str, Optional[str]] = {}
-        self.reads: Optional[Dict[str, int]] = {} if level == SERIALIZABLE else None
+        self.undo: dict[str, str | None] = {}
+        self.reads: dict[str, int] | None = {} if level == SERIALIZABLE else None
 
     def __repr__(self) -> str:
         return f"<Transaction {self.txn_id} {self.level} writes={len(self.undo)}>"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, List
+from collections.abc import Iterator
+from typing import Callable
 
 import pytest
-
 from support import ServerProcess
 
 
 @pytest.fixture
 def start_server(tmp_path) -> Iterator[Callable[..., ServerProcess]]:
     """A factory: ``start_server(*flags)`` runs a server; all are stopped after the test."""
-    started: List[ServerProcess] = []
+    started: list[ServerProcess] = []
 
     def start(*args: str, **kwargs) -> ServerProcess:
         workdir = tmp_path / f"server{len(started)}"

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
@@ -24,8 +23,8 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)")
 class ServerProcess:
     """A kvloop server started with ``python server.py`` (or another script) as a process."""
 
-    def __init__(self, workdir: Path, *args: str, script: Optional[Path] = None,
-                 env: Optional[dict] = None, timeout: float = 10.0) -> None:
+    def __init__(self, workdir: Path, *args: str, script: Path | None = None,
+                 env: dict | None = None, timeout: float = 10.0) -> None:
         self.workdir = workdir
         self.log_path = workdir / "server.log"
         data_dir = workdir / "data"
@@ -33,7 +32,8 @@ class ServerProcess:
                "--data-dir", str(data_dir), *args]
         full_env = {**os.environ, **(env or {})}
         full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-        self._log_file = open(self.log_path, "wb")
+        # Held open for the server's lifetime; closed by stop() or kill().
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=str(workdir), stdout=self._log_file,
                                      stderr=subprocess.STDOUT, env=full_env)
         self.port = self._wait_listening(timeout)
@@ -54,7 +54,7 @@ class ServerProcess:
         """Everything the server has logged so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def connect(self, timeout: float = 5.0) -> "RawConn":
+    def connect(self, timeout: float = 5.0) -> RawConn:
         """A new raw connection to this server."""
         return RawConn(self.port, timeout=timeout)
 
@@ -102,7 +102,7 @@ class RawConn:
         """The next reply, parsed."""
         return json.loads(self.read_line())
 
-    def replies(self, count: int) -> List[dict]:
+    def replies(self, count: int) -> list[dict]:
         """The next ``count`` replies, parsed."""
         return [self.reply() for _ in range(count)]
 
@@ -130,6 +130,6 @@ def ok(result: object = None) -> dict:
     return {"status": "Ok"} if result is None else {"status": "Ok", "result": result}
 
 
-def error_code(reply: dict) -> Optional[str]:
+def error_code(reply: dict) -> str | None:
     """The error code of a reply, or None if it succeeded."""
     return reply.get("code") if reply.get("status") == "Error" else None
