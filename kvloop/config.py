@@ -38,8 +38,9 @@ class Settings:
 
     def describe(self) -> str:
         """The effective settings as one log-friendly line, secrets left out."""
-        storage = "memory only" if self.in_memory else f"memory only (--data-dir {self.data_dir} " \
-            "is not used yet: this version does not persist data)"
+        storage = "memory only"
+        if not self.in_memory:
+            storage += f" (--data-dir {self.data_dir} is not used yet: nothing is persisted)"
         return (
             f"isolation={self.isolation} max_line_bytes={self.max_line_bytes} "
             f"max_key_bytes={self.max_key_bytes} password={'set' if self.password else 'none'} "

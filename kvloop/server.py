@@ -70,9 +70,12 @@ class Connection:
 
     def wanted_events(self) -> int:
         """The selector events this connection needs now."""
-        events = WRITE if self.out else 0
-        # Read only when every line received so far has been run (else the client is paused).
-        if not (self.session.closing or self.reader.finished or self.reader.has_lines()):
+        closing, waiting = self.session.closing, self.reader.has_lines()
+        # A paused client's waiting lines run on its next writable event, even when its
+        # replies have all been sent by then.
+        events = WRITE if self.out or (waiting and not closing) else 0
+        # Read only when every line received so far has been run.
+        if not (closing or waiting or self.reader.finished):
             events |= READ
         return events
 
