@@ -252,8 +252,12 @@ def cmd_ping(db: CommandExecutor, session: Session, rest: str) -> bytes:
 
 
 def cmd_auth(db: CommandExecutor, session: Session, rest: str) -> bytes:
-    """AUTH password: unlock the other commands when the server has a password."""
+    """AUTH password: unlock the other commands when the server has a password.
+
+    The password is the rest of the line; blanks around it are ignored, as in the password file.
+    """
     expected = db.settings.password
+    rest = rest.strip(" \t")
     if expected is None:
         raise CommandError(errors.BAD_REQUEST,
                            "this server has no password set; AUTH is not needed")

@@ -108,11 +108,11 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     """Settings from the command line (and ``KVLOOP_PASSWORD``); exits with usage on error."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    password = os.environ.get(PASSWORD_ENV) or None
+    password = os.environ.get(PASSWORD_ENV, "").strip() or None
     if args.password_file:
         try:
             with open(args.password_file, encoding="utf-8") as f:
-                password = f.read().rstrip("\r\n")
+                password = f.read().strip()
         except OSError as exc:
             parser.error(f"cannot read --password-file: {exc.strerror} ({args.password_file})")
         if not password:

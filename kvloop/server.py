@@ -15,6 +15,7 @@ the buffer drains below ``OUTPUT_RESUME_BYTES``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import selectors
 import signal
@@ -41,6 +42,10 @@ ACCEPT_BATCH = 64
 LISTEN_BACKLOG = 1024
 # On SIGTERM/SIGINT, how long to keep sending replies already made before closing anyway.
 SHUTDOWN_FLUSH_SECONDS = 5.0
+# After QUIT the server reads and discards what the client still sends, for at most this long,
+# before closing: closing a socket with unread input makes the kernel send a reset, which can
+# destroy replies the client has not read yet.
+LINGER_SECONDS = 2.0
 
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
@@ -95,6 +100,8 @@ class Server:
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
         self._dirty: list[Connection] = []
+        # Sockets closed for writing after QUIT, drained until EOF or their deadline.
+        self._lingering: dict[socket.socket, float] = {}
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -131,13 +138,15 @@ class Server:
         """Run the loop until :meth:`request_stop`, then shut down cleanly."""
         select = self._selector.select
         while not self._stopping:
-            for key, mask in select():
+            for key, mask in select(self._linger_timeout()):
                 target = key.data
                 if isinstance(target, Connection):
                     self._on_event(target, mask)
                 else:
                     target()
             self._flush_dirty()
+            if self._lingering:
+                self._expire_lingering()
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -146,6 +155,9 @@ class Server:
             self._selector.unregister(self._listener)
             self._listener.close()
             self._listener = None
+        self._selector.unregister(self._wake_r)
+        for sock in list(self._lingering):
+            self._end_linger(sock)
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         while time.monotonic() < deadline:
             pending = [c for c in self._connections if c.out or self._has_work(c)]
@@ -249,7 +261,7 @@ class Server:
             if conn in self._connections:
                 self._send(conn)
                 if conn.done():
-                    self._close(conn)
+                    self._close(conn, linger=not conn.reader.finished)
                 else:
                     self._set_events(conn, conn.wanted_events())
 
@@ -278,16 +290,61 @@ class Server:
             self._selector.modify(conn.sock, events, conn)
         conn.events = events
 
-    def _close(self, conn: Connection) -> None:
+    def _close(self, conn: Connection, linger: bool = False) -> None:
+        """Forget the connection, roll back its transaction, and close (or linger) its socket."""
         if conn not in self._connections:
             return
         self._connections.discard(conn)
+        self.executor.close_session(conn.session)
+        log.debug("client %s disconnected", conn.peer)
+        if linger and not self._stopping:
+            self._linger(conn)
+            return
         if conn.events:
             self._selector.unregister(conn.sock)
             conn.events = 0
-        self.executor.close_session(conn.session)
         conn.sock.close()
-        log.debug("client %s disconnected", conn.peer)
+
+    # -- lingering close after QUIT --------------------------------------------------------
+
+    def _linger(self, conn: Connection) -> None:
+        sock = conn.sock
+        if conn.events:
+            self._selector.unregister(sock)
+            conn.events = 0
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        self._lingering[sock] = time.monotonic() + LINGER_SECONDS
+        self._selector.register(sock, READ, functools.partial(self._drain, sock))
+
+    def _drain(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(READ_SIZE):
+                return  # discarded; wait for more, EOF or the deadline
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._end_linger(sock)
+
+    def _end_linger(self, sock: socket.socket) -> None:
+        del self._lingering[sock]
+        self._selector.unregister(sock)
+        sock.close()
+
+    def _linger_timeout(self) -> float | None:
+        if not self._lingering:
+            return None
+        return max(0.0, min(self._lingering.values()) - time.monotonic())
+
+    def _expire_lingering(self) -> None:
+        now = time.monotonic()
+        for sock, deadline in list(self._lingering.items()):
+            if deadline <= now:
+                self._end_linger(sock)
 
 
 def configure_logging(level: str) -> None:
