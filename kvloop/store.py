@@ -168,21 +168,22 @@ class Store:
     def commit(self, txn: Transaction) -> int:
         """Make every write of ``txn`` visible at once and return the commit's sequence number.
 
-        A transaction that wrote nothing gets the current number. A SERIALIZABLE transaction
-        first checks that nothing it read has changed since; if something has, it is rolled
-        back and :class:`ConflictError` names the key.
+        A transaction that changed nothing (it only read, or only deleted missing keys) makes
+        no new commit and gets the current number. A SERIALIZABLE transaction first checks that
+        nothing it read has changed since; if something has, it is rolled back and
+        :class:`ConflictError` names the key.
         """
         if txn.reads:
             self._validate(txn)
-        if not txn.undo:
-            self._finish(txn)
-            return self.seq
         owners, values = self._owners, self._values
-        writes = [(key, values.get(key)) for key in txn.undo]
+        writes = [
+            (key, values.get(key)) for key, before in txn.undo.items()
+            if before is not None or key in values  # deleting a missing key changes nothing
+        ]
         for key in txn.undo:
             del owners[key]
         self._finish(txn)
-        return self._committed(writes)
+        return self._committed(writes) if writes else self.seq
 
     def _validate(self, txn: Transaction) -> None:
         versions = self._versions

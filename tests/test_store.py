@@ -218,8 +218,22 @@ class TestTransactions:
         assert calls[0] == (1, [("a", "1")])
         assert calls[1] == (2, [("a", None)])
         assert calls[2][0] == 3
-        assert sorted(calls[2][1], key=lambda w: w[0]) == [("x", None), ("y", "2")]
+        # x was created and deleted again inside the transaction: no change to log.
+        assert calls[2][1] == [("y", "2")]
         assert len(calls) == 3
+
+    def test_transaction_deleting_only_missing_keys_makes_no_commit(self):
+        calls = []
+        store = Store(on_commit=lambda seq, writes: calls.append((seq, list(writes))))
+        store.put("a", "1")
+        txn = store.begin(READ_COMMITTED)
+        store.delete("nope", txn)
+        assert store.commit(txn) == 1  # the current seq: nothing changed
+        txn = store.begin(READ_COMMITTED)
+        store.delete("nope", txn)
+        store.delete("a", txn)
+        assert store.commit(txn) == 2
+        assert calls == [(1, [("a", "1")]), (2, [("a", None)])]
 
     def test_on_commit_sees_the_new_state(self):
         seen = []
