@@ -17,6 +17,15 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
 Everything but server.py, client.py and cli.py does no IO and is tested without sockets.
 """
 
+from .client import (
+    Client,
+    CommitOutcomeUnknown,
+    ConflictError,
+    ConnectionLost,
+    KvloopError,
+    NotFoundError,
+    ServerError,
+)
 
 __version__ = "0.1.0"
 

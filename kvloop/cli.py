@@ -202,21 +202,28 @@ def _arriving_lines(source: BinaryIO) -> Iterator[bytes | int]:
 
 
 def open_sources(paths: list[str], stdin: BinaryIO) -> list[tuple[str, BinaryIO]]:
-    """Open every command file up front (``-`` or none: stdin); OSError names the file."""
+    """Open every command file up front (``-`` or none: stdin); ScriptError names a file
+    that cannot be opened. The caller closes them (see :func:`close_sources`)."""
     if not paths:
         return [("stdin", stdin)]
-    sources = []
+    sources: list[tuple[str, BinaryIO]] = []
     for path in paths:
         if path == "-":
             sources.append(("stdin", stdin))
             continue
         try:
-            sources.append((path, open(path, "rb")))  # noqa: SIM115  # closed by run_script
+            sources.append((path, open(path, "rb")))  # noqa: SIM115
         except OSError as exc:
-            for _, opened in sources:
-                opened.close()
-            raise OSError(f"cannot read {path}: {exc.strerror or exc}") from None
+            close_sources(sources, stdin)
+            raise ScriptError(f"cannot read {path}: {exc.strerror or exc}") from None
     return sources
+
+
+def close_sources(sources: list[tuple[str, BinaryIO]], stdin: BinaryIO) -> None:
+    """Close the files :func:`open_sources` opened (not stdin)."""
+    for _, source in sources:
+        if source is not stdin:
+            source.close()
 
 
 def run_script(client: Client, script: Script, out: TextIO, err: TextIO, prog: str,
@@ -259,7 +266,8 @@ def run_script(client: Client, script: Script, out: TextIO, err: TextIO, prog: s
 def prompt(client: Client) -> str:
     """``host:port> ``, or ``host:port (serializable)> `` while a transaction is open."""
     if client.in_transaction:
-        return f"{client.address} ({client.transaction_level or 'transaction'})> "
+        level = client.transaction_level or client.default_isolation() or "transaction"
+        return f"{client.address} ({level})> "
     return f"{client.address}> "
 
 
@@ -364,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     if not interactive:
         try:
             sources = open_sources(args.files, sys.stdin.buffer)
-        except OSError as exc:
+        except ScriptError as exc:
             err.write(f"{prog}: {exc}\n")
             return EXIT_TROUBLE
     try:
@@ -386,6 +394,4 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_TROUBLE
     finally:
-        for _, source in sources:
-            if source is not sys.stdin.buffer:
-                source.close()
+        close_sources(sources, sys.stdin.buffer)

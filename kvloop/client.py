@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from . import errors
 from .errors import CommandError
-from .protocol import Line, LineReader, parse_line
+from .protocol import Line, LineReader, find_bad_key_char, parse_line
 from .transaction import LEVELS, parse_level
 
 DEFAULT_HOST = "127.0.0.1"
@@ -57,8 +57,6 @@ MAX_REPLY_BYTES = 256 * 1024 * 1024
 RETRY_BASE_SECONDS = 0.005
 RETRY_MAX_SECONDS = 0.2
 
-# Mirrors the server's rule for keys (kvloop/commands.py): no blanks or control characters.
-_KEY_FORBIDDEN = frozenset(chr(c) for c in [*range(0x00, 0x21), *range(0x7F, 0xA0)])
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -169,12 +167,12 @@ def check_key(key: str) -> str:
         raise TypeError(f"a key must be a str, got {type(key).__name__}")
     if not key:
         raise ValueError("a key must not be empty")
-    for position, char in enumerate(key):
-        if char in _KEY_FORBIDDEN:
-            raise ValueError(
-                f"key {key!r} has a blank or control character at position {position}; "
-                "a key is one word of printable characters"
-            )
+    position = find_bad_key_char(key)
+    if position is not None:
+        raise ValueError(
+            f"key {key!r} has a blank or control character at position {position}; "
+            "a key is one word of printable characters"
+        )
     return key
 
 
@@ -262,6 +260,7 @@ class Client:
         self._reader = LineReader(MAX_REPLY_BYTES)
         self._in_txn = False
         self._level: str | None = None
+        self._default_level: str | None = None
         try:
             self._sock: socket.socket | None = socket.create_connection(
                 (host, port), timeout=timeout)
@@ -299,7 +298,7 @@ class Client:
     @property
     def transaction_level(self) -> str | None:
         """The open transaction's isolation level, or ``None`` if none is open or it was
-        started without a level (the server's ``--isolation`` default, which it does not say)."""
+        started without a level before :meth:`default_isolation` learnt the server's default."""
         return self._level if self._in_txn else None
 
     def close(self) -> None:
@@ -379,6 +378,16 @@ class Client:
     def help(self) -> list[str]:
         """The server's list of commands, one line each."""
         return self._command("HELP")
+
+    def default_isolation(self) -> str | None:
+        """The level a plain START gets on this server (asked once, from STATS), or ``None``
+        if the server will not say yet (before AUTH, say)."""
+        if self._default_level is None:
+            reply = self.execute("STATS")
+            result = reply.get("result") if is_ok(reply) else None
+            level = result.get("isolation_default") if isinstance(result, dict) else None
+            self._default_level = parse_level(level) if isinstance(level, str) else None
+        return self._default_level
 
     def execute(self, line: str) -> dict[str, Any]:
         """Send one raw command line and return its parsed reply, error replies included
@@ -645,7 +654,7 @@ class Client:
                 if isinstance(result, dict) and isinstance(result.get("level"), str):
                     self._level = result["level"]  # a server that says which level it used
                 else:
-                    self._level = parse_level(words[0]) if words else None
+                    self._level = parse_level(words[0]) if words else self._default_level
             elif code == errors.IN_TRANSACTION:
                 self._in_txn = True
         elif verb == "COMMIT":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from typing import Callable
 
 from . import errors
@@ -20,6 +19,7 @@ from .protocol import (
     encode_error,
     encode_ok,
     encode_result,
+    find_bad_key_char,
     parse_line,
     split_key_value,
     split_words,
@@ -37,8 +37,6 @@ Handler = Callable[["CommandExecutor", Session, str], bytes]
 OPEN_VERBS = frozenset({"AUTH", "PING", "HELP", "QUIT"})
 # Longest piece of client input quoted back in an error message.
 ECHO_LIMIT = 64
-
-_KEY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 def _quote(text: str) -> str:
@@ -130,12 +128,12 @@ class CommandExecutor:
                 errors.TOO_LARGE,
                 f"key is {text_bytes(key)} bytes; the limit is {limit} (--max-key-bytes)",
             )
-        bad = _KEY_FORBIDDEN.search(key)
-        if bad:
+        bad = find_bad_key_char(key)
+        if bad is not None:
             raise CommandError(
                 errors.BAD_REQUEST,
-                f"key contains a control character (code {ord(bad.group())}) at position "
-                f"{bad.start()}; a key is one word of printable characters",
+                f"key contains a control character (code {ord(key[bad])}) at position "
+                f"{bad}; a key is one word of printable characters",
             )
         return key
 
@@ -293,6 +291,7 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
         "keys": store.committed_key_count(),
         "data_bytes": store.data_bytes,
         "commit_seq": store.seq,
+        "isolation_default": db.settings.isolation,
         "transactions": {
             "started": started,
             "committed": committed,

@@ -106,6 +106,14 @@ class LineReader:
 
 
 _VERB = re.compile(r"[ \t]*([^ \t]+)[ \t]*")
+_KEY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def find_bad_key_char(key: str) -> int | None:
+    """The position of the first character a key may not hold (a blank or a C0, DEL or C1
+    control character), or ``None`` if there is none."""
+    bad = _KEY_FORBIDDEN.search(key)
+    return bad.start() if bad else None
 _BLANKS = re.compile(r"[ \t]+")
 
 Request = tuple[str, str]

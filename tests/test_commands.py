@@ -371,6 +371,7 @@ class TestMisc:
         assert stats["errors"]["NOT_FOUND"] == 1
         assert stats["errors"]["CONFLICT"] == 2
         assert stats["commit_seq"] == executor.store.seq
+        assert stats["isolation_default"] == "read-committed"
 
     def test_stats_empty(self, c):
         stats = c("STATS")["result"]
