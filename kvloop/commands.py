@@ -19,6 +19,7 @@ from .protocol import (
     encode_error,
     encode_ok,
     encode_result,
+    encode_text_result,
     find_bad_key_char,
     parse_line,
     split_key_value,
@@ -190,7 +191,7 @@ def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
     value = db.store.get(key, session.txn)
     if value is None:
         raise CommandError(errors.NOT_FOUND, "Key not found")
-    return encode_result(value)
+    return encode_text_result(value)
 
 
 def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:

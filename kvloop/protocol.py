@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from json.encoder import encode_basestring  # the C string encoder json.dumps uses
 from typing import Union
 
 from . import errors
@@ -112,6 +113,8 @@ _KEY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
 def find_bad_key_char(key: str) -> int | None:
     """The position of the first character a key may not hold (a blank or a C0, DEL or C1
     control character), or ``None`` if there is none."""
+    if key.isascii() and key.isprintable() and " " not in key:
+        return None  # the common case, without the regex
     bad = _KEY_FORBIDDEN.search(key)
     return bad.start() if bad else None
 _BLANKS = re.compile(r"[ \t]+")
@@ -135,6 +138,9 @@ def parse_line(line: bytes) -> Request | None:
             "send commands as UTF-8 text",
         ) from None
     text = text.removesuffix("\r")
+    verb, _, rest = text.partition(" ")
+    if verb and "\t" not in verb:  # the common shape: "VERB args", one space
+        return verb.upper(), rest.lstrip(" \t") if rest[:1] in (" ", "\t") else rest
     match = _VERB.match(text)
     if match is None:
         return None
@@ -169,6 +175,11 @@ def encode_ok() -> bytes:
 def encode_result(result: object) -> bytes:
     """The reply of a command that succeeded with a JSON-serializable result."""
     return b'{"status":"Ok","result":' + _ENCODER.encode(result).encode("utf-8") + b"}\n"
+
+
+def encode_text_result(text: str) -> bytes:
+    """The reply of a command whose result is a string (GET's value): the hot path."""
+    return b'{"status":"Ok","result":' + encode_basestring(text).encode("utf-8") + b"}\n"
 
 
 def encode_error(code: str, mesg: str) -> bytes:

@@ -19,6 +19,7 @@ from kvloop.protocol import (
     encode_error,
     encode_ok,
     encode_result,
+    encode_text_result,
     parse_line,
     split_key_value,
     split_words,
@@ -349,3 +350,26 @@ class TestEncoding:
 
     def test_compact_separators(self):
         assert encode_result({"seq": 1}) == b'{"status":"Ok","result":{"seq":1}}\n'
+
+
+@pytest.mark.parametrize("text", ["plain", 'quo"te \\ back', "tab\there", "é ünï 😀",
+                                  "line\u2028sep", "nul\x00 and \x1f"])
+def test_text_result_matches_the_general_encoder(text):
+    """GET's fast path encodes exactly as the general JSON path does."""
+    assert encode_text_result(text) == encode_result(text)
+    assert json.loads(encode_text_result(text)) == {"status": "Ok", "result": text}
+
+
+@pytest.mark.parametrize("line, expected", [
+    (b"GET k", ("GET", "k")),
+    (b"get  k", ("GET", "k")),
+    (b"PUT \tk v ", ("PUT", "k v ")),
+    (b"PUT\tk v", ("PUT", "k v")),
+    (b"  PUT k v", ("PUT", "k v")),
+    (b"QUIT", ("QUIT", "")),
+    (b"QUIT ", ("QUIT", "")),
+    (b" \t ", None),
+])
+def test_parse_line_shapes(line, expected):
+    """Every spelling of blanks around the verb parses the same way."""
+    assert parse_line(line) == expected
