@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
 import logging
 import selectors
 import signal
 import socket
 import sys
 import time
+from typing import Callable
 
 from .commands import CommandExecutor
 from .config import Settings, parse_settings
@@ -40,6 +42,8 @@ OUTPUT_RESUME_BYTES = 256 * 1024
 # the clients already connected.
 ACCEPT_BATCH = 64
 LISTEN_BACKLOG = 1024
+# After accept() fails (out of file descriptors), how long before trying again.
+ACCEPT_BACKOFF_SECONDS = 0.1
 # On SIGTERM/SIGINT, how long to keep sending replies already made before closing anyway.
 SHUTDOWN_FLUSH_SECONDS = 5.0
 # After QUIT the server reads and discards what the client still sends, for at most this long,
@@ -85,6 +89,31 @@ class Connection:
         return events
 
 
+class Timers:
+    """Callbacks due at a time; the loop sleeps in ``select`` until the nearest is due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._count = 0  # tie-breaker: callbacks themselves are not comparable
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, ``delay`` seconds from now (at the end of a loop turn)."""
+        self._count += 1
+        heapq.heappush(self._heap, (time.monotonic() + delay, self._count, callback))
+
+    def timeout(self) -> float | None:
+        """Seconds until the nearest callback is due (0 if overdue), or ``None`` if none."""
+        if not self._heap:
+            return None
+        return max(0.0, self._heap[0][0] - time.monotonic())
+
+    def run_due(self) -> None:
+        """Run every callback whose time has come."""
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            heapq.heappop(self._heap)[2]()
+
+
 def format_address(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 host."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -101,7 +130,8 @@ class Server:
         self._connections: set[Connection] = set()
         self._dirty: list[Connection] = []
         # Sockets closed for writing after QUIT, drained until EOF or their deadline.
-        self._lingering: dict[socket.socket, float] = {}
+        self._lingering: set[socket.socket] = set()
+        self._timers = Timers()
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -138,21 +168,21 @@ class Server:
         """Run the loop until :meth:`request_stop`, then shut down cleanly."""
         select = self._selector.select
         while not self._stopping:
-            for key, mask in select(self._linger_timeout()):
+            for key, mask in select(self._timers.timeout()):
                 target = key.data
                 if isinstance(target, Connection):
                     self._on_event(target, mask)
                 else:
                     target()
             self._flush_dirty()
-            if self._lingering:
-                self._expire_lingering()
+            self._timers.run_due()
         self._shutdown()
 
     def _shutdown(self) -> None:
         """Stop accepting, answer what was received, send replies, roll back, close."""
         if self._listener is not None:
-            self._selector.unregister(self._listener)
+            with contextlib.suppress(KeyError):  # not registered while accepting is paused
+                self._selector.unregister(self._listener)
             self._listener.close()
             self._listener = None
         self._selector.unregister(self._wake_r)
@@ -200,7 +230,12 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of file descriptors, and the like
-                log.warning("accept failed: %s", exc)
+                # The listener stays readable: stop watching it for a moment instead of
+                # spinning (and logging) until a descriptor frees up.
+                log.warning("accept failed: %s; pausing new connections for %.1f s",
+                            exc, ACCEPT_BACKOFF_SECONDS)
+                self._selector.unregister(self._listener)
+                self._timers.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_accepting)
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -210,6 +245,10 @@ class Server:
             self._connections.add(conn)
             self._selector.register(sock, READ, conn)
             log.debug("client %s connected (session %d)", peer, session.session_id)
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None and not self._stopping:
+            self._selector.register(self._listener, READ, self._accept)
 
     def _on_event(self, conn: Connection, mask: int) -> None:
         try:
@@ -317,7 +356,8 @@ class Server:
         except OSError:
             sock.close()
             return
-        self._lingering[sock] = time.monotonic() + LINGER_SECONDS
+        self._lingering.add(sock)
+        self._timers.call_later(LINGER_SECONDS, functools.partial(self._end_linger, sock))
         self._selector.register(sock, READ, functools.partial(self._drain, sock))
 
     def _drain(self, sock: socket.socket) -> None:
@@ -331,20 +371,11 @@ class Server:
         self._end_linger(sock)
 
     def _end_linger(self, sock: socket.socket) -> None:
-        del self._lingering[sock]
+        if sock not in self._lingering:
+            return  # already ended by EOF; this is its deadline passing
+        self._lingering.discard(sock)
         self._selector.unregister(sock)
         sock.close()
-
-    def _linger_timeout(self) -> float | None:
-        if not self._lingering:
-            return None
-        return max(0.0, min(self._lingering.values()) - time.monotonic())
-
-    def _expire_lingering(self) -> None:
-        now = time.monotonic()
-        for sock, deadline in list(self._lingering.items()):
-            if deadline <= now:
-                self._end_linger(sock)
 
 
 def configure_logging(level: str) -> None:
