@@ -237,8 +237,13 @@ class Server:
                 self._selector.unregister(self._listener)
                 self._timers.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_accepting)
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:  # the peer may already have reset the connection
+                log.debug("dropping a connection from %s: %s", addr, exc)
+                sock.close()
+                continue
             peer = format_address(addr[0], addr[1])
             session = self.executor.open_session(peer)
             conn = Connection(sock, peer, LineReader(self.settings.max_line_bytes), session)
@@ -280,11 +285,12 @@ class Server:
             conn.reader.finish()
         self._run_lines(conn)
 
-    def _run_lines(self, conn: Connection, limit: int | None = OUTPUT_PAUSE_BYTES) -> None:
-        """Run the connection's complete lines in order, until its output passes ``limit``."""
+    def _run_lines(self, conn: Connection) -> None:
+        """Run the connection's complete lines in order, until its output passes the pause
+        mark (the rest wait for the client to read)."""
         execute = self.executor.execute
         session, reader, out = conn.session, conn.reader, conn.out
-        while not session.closing and (limit is None or len(out) < limit):
+        while not session.closing and len(out) < OUTPUT_PAUSE_BYTES:
             line = reader.next_line()
             if line is None:
                 break
@@ -297,12 +303,18 @@ class Server:
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
-            if conn in self._connections:
+            if conn not in self._connections:
+                continue
+            try:
                 self._send(conn)
                 if conn.done():
                     self._close(conn, linger=not conn.reader.finished)
                 else:
                     self._set_events(conn, conn.wanted_events())
+            except Exception:
+                log.exception("unexpected error sending to client %s; closing its connection",
+                              conn.peer)
+                self._close(conn)
 
     def _send(self, conn: Connection) -> None:
         if not conn.out:
@@ -339,18 +351,21 @@ class Server:
         if linger and not self._stopping:
             self._linger(conn)
             return
-        if conn.events:
-            self._selector.unregister(conn.sock)
-            conn.events = 0
+        self._forget_socket(conn)
         conn.sock.close()
+
+    def _forget_socket(self, conn: Connection) -> None:
+        """Stop watching the connection's socket (tolerating a selector already out of step)."""
+        if conn.events:
+            conn.events = 0
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.sock)
 
     # -- lingering close after QUIT --------------------------------------------------------
 
     def _linger(self, conn: Connection) -> None:
         sock = conn.sock
-        if conn.events:
-            self._selector.unregister(sock)
-            conn.events = 0
+        self._forget_socket(conn)
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:

@@ -97,3 +97,20 @@ def test_many_faults_do_not_wear_the_server_down(server):
     assert all(error_code(r) == "INTERNAL" for r in replies[:200])
     assert replies[200] == ok("PONG")
     assert server.log().count("RuntimeError: injected fault in GET") == 200
+
+
+def test_fault_in_the_network_layer_closes_only_that_connection(server):
+    """A bug below the commands (here in the line framing) costs the one connection: it is
+    closed and its transaction rolled back; the server and every other client go on."""
+    victim, other = server.connect(), server.connect()
+    assert victim.ask("START") == ok()
+    assert victim.ask("PUT held uncommitted") == ok()
+    assert error_code(other.ask("PUT held mine")) == "CONFLICT"
+    victim.send(b"PING CRASH-CONNECTION\n")
+    assert victim.read_until_closed() == b""  # no reply: the connection is closed
+    assert "unexpected error serving client" in server.log()
+    assert "Traceback (most recent call last)" in server.log()
+    # The victim's transaction was rolled back and its key freed.
+    assert error_code(other.ask("GET held")) == "NOT_FOUND"
+    assert other.ask("PUT held mine") == ok()
+    assert server.connect().ask("GET held") == ok("mine")
