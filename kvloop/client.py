@@ -663,8 +663,10 @@ class Client:
                 result = reply.get("result")
                 if isinstance(result, dict) and isinstance(result.get("seq"), int):
                     self.last_commit_seq = result["seq"]
-            elif code == errors.CONFLICT:
-                self._in_txn = False  # validation failed: the server rolled it back
+            elif code in (errors.CONFLICT, errors.INTERNAL):
+                # Validation failed (the server rolled it back), or COMMIT hit an unexpected
+                # error, after which the server has no transaction open either.
+                self._in_txn = False
         elif verb == "ROLLBACK" and ok:
             self._in_txn = False
         elif verb == "QUIT" and ok:

@@ -227,12 +227,26 @@ def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
     _no_args(rest, "COMMIT")
     _need_transaction(session, "COMMIT")
     txn = session.txn
-    session.txn = None
+    session.txn = None  # whatever happens below, the transaction ends with this COMMIT
     try:
         seq = db.store.commit(txn)
     except ConflictError:
         db.stats.rolled_back[txn.level] += 1
         raise
+    except Exception:
+        log.exception("COMMIT failed with an unexpected error (client %s)", session.peer)
+        applied = not txn.undo  # the store drops the undo log once the writes are visible
+        if not applied:
+            db.store.rollback(txn)
+        db.stats.rolled_back[txn.level] += not applied
+        db.stats.errors[errors.INTERNAL] += 1
+        outcome = ("its writes (if any) were applied" if applied else
+                   "the transaction was rolled back: none of its writes were applied")
+        return encode_error(
+            errors.INTERNAL,
+            f"COMMIT hit an unexpected error; {outcome}; the error was logged, and the "
+            "connection is still usable with no transaction open",
+        )
     db.stats.committed[txn.level] += 1
     return encode_result({"seq": seq})
 

@@ -432,3 +432,40 @@ class TestAuth:
         assert not executor.open_session().authenticated
         assert CommandExecutor(Settings()).open_session().authenticated
         assert isinstance(executor.open_session(), Session)
+
+
+# -- COMMIT hitting an unexpected error ------------------------------------------------------
+
+class TestCommitFailure:
+    """COMMIT ends the transaction whatever happens, and its INTERNAL reply says how."""
+
+    def test_failure_before_anything_is_applied_rolls_back(self, executor, c, monkeypatch):
+        c("PUT k before")
+        c("START")
+        c("PUT k during")
+
+        def broken_commit(txn):
+            raise RuntimeError("injected")
+
+        monkeypatch.setattr(executor.store, "commit", broken_commit)
+        err(c("COMMIT"), "INTERNAL", "rolled back", "none of its writes")
+        monkeypatch.undo()
+        err(c("ROLLBACK"), "NO_TRANSACTION")  # the transaction is over
+        other = Client(executor)
+        assert other("GET k") == ok("before")
+        assert other("PUT k free") == ok()  # the key's intent was released
+        assert executor.stats.rolled_back["read-committed"] == 1
+
+    def test_failure_after_the_writes_are_visible_says_so(self, executor, c):
+        def broken_hook(seq, writes):
+            raise RuntimeError("injected")
+
+        c("START")
+        c("PUT k during")
+        executor.store.on_commit = broken_hook
+        err(c("COMMIT"), "INTERNAL", "were applied")
+        executor.store.on_commit = None
+        err(c("ROLLBACK"), "NO_TRANSACTION")
+        other = Client(executor)
+        assert other("GET k") == ok("during")
+        assert other("PUT k free") == ok()
