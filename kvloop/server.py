@@ -77,14 +77,15 @@ class Connection:
             return True
         return self.reader.finished and not self.reader.has_lines()
 
+    def paused(self) -> bool:
+        """True while lines it sent wait to run because its replies piled up."""
+        return self.reader.has_lines() and not self.session.closing
+
     def wanted_events(self) -> int:
-        """The selector events this connection needs now."""
-        closing, waiting = self.session.closing, self.reader.has_lines()
-        # A paused client's waiting lines run on its next writable event, even when its
-        # replies have all been sent by then.
-        events = WRITE if self.out or (waiting and not closing) else 0
-        # Read only when every line received so far has been run.
-        if not (closing or waiting or self.reader.finished):
+        """The selector events this connection needs now: writable while output is pending,
+        readable while every line received so far has been run."""
+        events = WRITE if self.out else 0
+        if not (self.session.closing or self.reader.has_lines() or self.reader.finished):
             events |= READ
         return events
 
@@ -129,6 +130,8 @@ class Server:
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
         self._dirty: list[Connection] = []
+        # Paused connections whose replies all went out: their lines run next loop turn.
+        self._resume: list[Connection] = []
         # Sockets closed for writing after QUIT, drained until EOF or their deadline.
         self._lingering: set[socket.socket] = set()
         self._timers = Timers()
@@ -168,12 +171,14 @@ class Server:
         """Run the loop until :meth:`request_stop`, then shut down cleanly."""
         select = self._selector.select
         while not self._stopping:
-            for key, mask in select(self._timers.timeout()):
+            for key, mask in select(0 if self._resume else self._timers.timeout()):
                 target = key.data
                 if isinstance(target, Connection):
                     self._on_event(target, mask)
                 else:
                     target()
+            if self._resume:
+                self._resume_paused()
             self._flush_dirty()
             self._timers.run_due()
         self._shutdown()
@@ -190,7 +195,7 @@ class Server:
             self._end_linger(sock)
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         while time.monotonic() < deadline:
-            pending = [c for c in self._connections if c.out or self._has_work(c)]
+            pending = [c for c in self._connections if c.out or c.paused()]
             if not pending:
                 break
             for conn in pending:
@@ -209,10 +214,6 @@ class Server:
         self._wake_r.close()
         self._wake_w.close()
         log.info("stopped")
-
-    @staticmethod
-    def _has_work(conn: Connection) -> bool:
-        return conn.reader.has_lines() and not conn.session.closing
 
     # -- events --------------------------------------------------------------------------
 
@@ -259,8 +260,8 @@ class Server:
         try:
             if mask & WRITE:
                 self._send(conn)
-                if len(conn.out) < OUTPUT_RESUME_BYTES and conn.reader.has_lines():
-                    self._run_lines(conn)
+            if len(conn.out) < OUTPUT_RESUME_BYTES and conn.paused():
+                self._run_lines(conn)
             if mask & READ and conn.events & READ:
                 self._receive(conn)
         except Exception:
@@ -268,6 +269,12 @@ class Server:
             self._close(conn)
             return
         self._dirty.append(conn)
+
+    def _resume_paused(self) -> None:
+        resume, self._resume = self._resume, []
+        for conn in resume:
+            if conn in self._connections and conn.paused() and not conn.out:
+                self._on_event(conn, 0)
 
     def _receive(self, conn: Connection) -> None:
         try:
@@ -309,8 +316,10 @@ class Server:
                 self._send(conn)
                 if conn.done():
                     self._close(conn, linger=not conn.reader.finished)
-                else:
-                    self._set_events(conn, conn.wanted_events())
+                    continue
+                self._set_events(conn, conn.wanted_events())
+                if not conn.out and conn.paused():
+                    self._resume.append(conn)
             except Exception:
                 log.exception("unexpected error sending to client %s; closing its connection",
                               conn.peer)
