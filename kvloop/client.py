@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from typing import Any, Callable
 
 from . import errors
+from .config import format_address
 from .errors import CommandError
 from .protocol import Line, LineReader, find_bad_key_char, parse_line
 from .transaction import LEVELS, parse_level
@@ -209,10 +210,6 @@ def check_line(line: str) -> bytes:
     return line.encode("utf-8")
 
 
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
@@ -283,7 +280,7 @@ class Client:
     @property
     def address(self) -> str:
         """``host:port`` of the server."""
-        return _address(self.host, self.port)
+        return format_address(self.host, self.port)
 
     @property
     def closed(self) -> bool:
@@ -650,11 +647,7 @@ class Client:
             if ok:
                 self._in_txn = True
                 words = rest.split()
-                result = reply.get("result")
-                if isinstance(result, dict) and isinstance(result.get("level"), str):
-                    self._level = result["level"]  # a server that says which level it used
-                else:
-                    self._level = parse_level(words[0]) if words else self._default_level
+                self._level = parse_level(words[0]) if words else self._default_level
             elif code == errors.IN_TRANSACTION:
                 self._in_txn = True
         elif verb == "COMMIT":

@@ -238,7 +238,7 @@ def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
         applied = not txn.undo  # the store drops the undo log once the writes are visible
         if not applied:
             db.store.rollback(txn)
-        db.stats.rolled_back[txn.level] += not applied
+            db.stats.rolled_back[txn.level] += 1
         db.stats.errors[errors.INTERNAL] += 1
         outcome = ("its writes (if any) were applied" if applied else
                    "the transaction was rolled back: none of its writes were applied")

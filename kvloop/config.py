@@ -131,6 +131,11 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     return settings
 
 
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def is_loopback(host: str) -> bool:
     """True if ``host`` names only this machine (a loopback address or ``localhost``)."""
     if host == "localhost":

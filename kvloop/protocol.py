@@ -107,6 +107,7 @@ class LineReader:
 
 
 _VERB = re.compile(r"[ \t]*([^ \t]+)[ \t]*")
+_BLANKS = re.compile(r"[ \t]+")
 _KEY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
@@ -117,7 +118,7 @@ def find_bad_key_char(key: str) -> int | None:
         return None  # the common case, without the regex
     bad = _KEY_FORBIDDEN.search(key)
     return bad.start() if bad else None
-_BLANKS = re.compile(r"[ \t]+")
+
 
 Request = tuple[str, str]
 """A parsed request line: the verb in upper case, and the rest of the line after its blanks."""

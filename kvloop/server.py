@@ -26,7 +26,7 @@ import time
 from typing import Callable
 
 from .commands import CommandExecutor
-from .config import Settings, parse_settings
+from .config import Settings, format_address, parse_settings
 from .protocol import LineReader
 from .session import Session
 
@@ -113,11 +113,6 @@ class Timers:
         now = time.monotonic()
         while self._heap and self._heap[0][0] <= now:
             heapq.heappop(self._heap)[2]()
-
-
-def format_address(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 host."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Server:
