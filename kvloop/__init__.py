@@ -10,11 +10,15 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     store.py        the data: values, write intents, commit sequence, versions for validation
     stats.py        the counters behind STATS
     config.py       Settings (one dataclass) and the server's command line
-    server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
+    server.py       the selectors event loop: connection states, buffers, fairness, shutdown
+    transport.py    between the loop and a socket: plain TCP, or TLS over memory BIOs
+    timers.py       cancellable timers for the loop (handshake, idle, AUTH delay, linger)
+    limits.py       connection limits: their LIMIT replies, the client buffer budget
     client.py       the Python client API (Client, errors with the server's codes)
     cli.py          client.py's interactive prompt and script runner
 
-Everything but server.py, client.py and cli.py does no IO and is tested without sockets.
+Everything but server.py, transport.py, client.py and cli.py does no IO and is tested without
+sockets.
 """
 
 from .client import (
