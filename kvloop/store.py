@@ -74,7 +74,9 @@ class Store:
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
         self.seq = 0
+        # Committed state only, kept in step with every commit (see _count_committed).
         self.data_bytes = 0
+        self._key_count = 0
         self.on_commit = on_commit
         self._values: dict[str, str] = {}
         # Every key with a committed value (before-images of keys under intents included).
@@ -107,13 +109,12 @@ class Store:
         return value
 
     def committed_key_count(self) -> int:
-        """How many keys have a committed value (uncommitted creates and deletes not counted)."""
-        count = len(self._values)
-        for key, owner in self._owners.items():
-            exists_now = key in self._values
-            existed = owner.undo[key] is not None
-            count += existed - exists_now
-        return count
+        """How many keys have a committed value (uncommitted creates and deletes not counted).
+
+        O(1): a counter kept as commits happen, like :attr:`data_bytes` (the committed keys'
+        and values' UTF-8 bytes), so both count the same committed state.
+        """
+        return self._key_count
 
     def open_intents(self) -> int:
         """How many keys are held by an open transaction's write intent."""
@@ -211,12 +212,10 @@ class Store:
                 "retry after that transaction commits or rolls back",
             )
         if txn is None:
-            old = self._values.get(key)
-            if value is None and old is None:
+            if value is None and key not in self._values:
                 return  # deleting a missing key changes nothing: no commit
+            self._count_committed(key, self._values.get(key), value)
             self._set(key, value)
-            if old is None or value is None:
-                self._index_change(key, value is not None)
             self._committed([(key, value)])
             return
         if owner is None:
@@ -225,15 +224,24 @@ class Store:
         self._set(key, value)
 
     def _set(self, key: str, value: str | None) -> None:
-        old = self._values.get(key)
-        if old is not None:
-            self.data_bytes -= text_bytes(key) + text_bytes(old)
         if value is None:
-            if old is not None:
-                del self._values[key]
+            self._values.pop(key, None)
         else:
             self._values[key] = value
-            self.data_bytes += text_bytes(key) + text_bytes(value)
+
+    def _count_committed(self, key: str, before: str | None, after: str | None) -> None:
+        """Keep the committed key count, data bytes and key index in step with one committed
+        change."""
+        if before is not None:
+            self.data_bytes -= text_bytes(key) + text_bytes(before)
+            self._key_count -= 1
+            if after is None:
+                self._keys.discard(key)
+        if after is not None:
+            self.data_bytes += text_bytes(key) + text_bytes(after)
+            self._key_count += 1
+            if before is None:
+                self._keys.add(key)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -260,25 +268,11 @@ class Store:
             (key, values.get(key)) for key, before in txn.undo.items()
             if before is not None or key in values  # deleting a missing key changes nothing
         ]
-        self._index_commit(txn)
-        for key in txn.undo:
+        for key, before in txn.undo.items():
+            self._count_committed(key, before, values.get(key))
             del owners[key]
         self._finish(txn)
         return self._committed(writes) if writes else self.seq
-
-    def _index_change(self, key: str, exists: bool) -> None:
-        """A commit created (``exists``) or deleted ``key``: keep the sorted index in step."""
-        if exists:
-            self._keys.add(key)
-        else:
-            self._keys.discard(key)
-
-    def _index_commit(self, txn: Transaction) -> None:
-        # Only creations and deletions touch the index; overwrites leave it alone.
-        committed = self._values
-        for key, before in txn.undo.items():
-            if (before is None) == (key in committed):
-                self._index_change(key, before is None)
 
     def _validate(self, txn: Transaction) -> None:
         versions = self._versions

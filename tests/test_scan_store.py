@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kvloop.keyindex import check_invariants
+from kvloop.keyindex import SortedKeys, check_invariants
 from kvloop.store import Store
 from kvloop.transaction import READ_COMMITTED, SERIALIZABLE
 
@@ -126,15 +126,44 @@ def test_own_created_then_deleted_key_is_not_seen(store):
     assert store.scan("a").keys == ["a", "ab", "abc", "ac"]
 
 
-def test_overwrites_do_no_index_work(store, monkeypatch):
-    calls = []
-    monkeypatch.setattr(store, "_index_change", lambda *args: calls.append(args))
-    store.put("a", "2")
+class CountingKeys(SortedKeys):
+    """A SortedKeys that records every add and discard."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def add(self, key: str) -> None:
+        self.calls.append(("add", key))
+        super().add(key)
+
+    def discard(self, key: str) -> None:
+        self.calls.append(("discard", key))
+        super().discard(key)
+
+
+def test_only_committed_creations_and_deletions_touch_the_index():
+    store = Store()
+    store._keys = keys = CountingKeys()
+    store.put("a", "1")
+    store.put("b", "1")
+    store.put("a", "2")  # overwrite: nothing
     txn = store.begin(READ_COMMITTED)
-    store.put("b", "2", txn)
+    store.put("b", "2", txn)  # uncommitted: nothing
     store.put("new", "1", txn)
-    store.commit(txn)
-    assert calls == [("new", True)]
+    store.put("gone", "1", txn)
+    store.delete("gone", txn)
+    store.delete("a", txn)
+    assert keys.calls == [("add", "a"), ("add", "b")]
+    store.commit(txn)  # b overwritten: nothing; new created, a deleted
+    assert sorted(keys.calls[2:]) == [("add", "new"), ("discard", "a")]
+    txn = store.begin(READ_COMMITTED)
+    store.put("c", "1", txn)
+    store.delete("b", txn)
+    store.rollback(txn)
+    store.delete("missing")
+    assert len(keys.calls) == 4
+    assert list(keys) == ["b", "new"]
 
 
 def test_serializable_scan_records_reads(store):
