@@ -7,7 +7,9 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     commands.py     one function per command and the dispatch table (CommandExecutor)
     session.py      one client's state between commands: open transaction, AUTH, QUIT
     transaction.py  one open transaction: isolation level, undo log, read set
-    store.py        the data: values, write intents, commit sequence, versions for validation
+    store.py        the data: values, write intents, commit sequence, versions for validation,
+                    range reads (SCAN)
+    keyindex.py     SortedKeys: the committed keys in order, a list of sorted chunks
     stats.py        the counters behind STATS
     config.py       Settings (one dataclass) and the server's command line
     server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
