@@ -13,17 +13,24 @@ read at a snapshot takes the value that was current then. The same records give 
 committer wins (a write to a key committed after the writer's snapshot is refused) and
 SERIALIZABLE's read-set validation at COMMIT. With no snapshot open nothing is recorded.
 
+Every committed key is also in a sorted index (:class:`~kvloop.keyindex.SortedKeys`) for
+SCAN: a key enters it when a commit creates it and leaves it when a commit deletes it, so
+overwrites and uncommitted writes do no index work, and every key in it is visible to everyone
+but a transaction that deleted it itself. A transaction's own uncommitted creations are merged
+into its scans from its undo log.
+
 The store knows nothing of connections or the protocol; one command runs at a time, so no
 method needs a lock.
 """
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
-from typing import Callable, Optional
+import heapq
+from typing import Callable, NamedTuple, Optional
 
 from . import errors
 from .errors import CommandError
+from .keyindex import SortedKeys
 from .transaction import Transaction
 
 Write = tuple[str, Optional[str]]
@@ -43,6 +50,15 @@ class ConflictError(CommandError):
     def __init__(self, cause: str, mesg: str) -> None:
         super().__init__(errors.CONFLICT, mesg)
         self.cause = cause
+
+
+class ScanPage(NamedTuple):
+    """One page of a range read: keys in order, their values (if asked for), and whether
+    another visible key follows the last one."""
+
+    keys: list[str]
+    values: list[str] | None
+    more: bool
 
 
 def text_bytes(text: str) -> int:
@@ -99,7 +115,7 @@ class Versions:
         changed = self.changed_at.get(key)
         if changed is None:
             # Changed at or before the oldest snapshot: every open snapshot sees ``before``.
-            heappush(self._expiry, (seq, key))
+            heapq.heappush(self._expiry, (seq, key))
             keep = True
         else:
             # ``before`` was committed at ``changed``: only snapshots taken since see it.
@@ -135,7 +151,7 @@ class Versions:
         # and a change record at or before it, no longer matter to anyone.
         expiry, changed_at, older = self._expiry, self.changed_at, self._older
         while expiry and expiry[0][0] <= horizon:
-            _, key = heappop(expiry)
+            _, key = heapq.heappop(expiry)
             last = changed_at[key]
             if last <= horizon:
                 del changed_at[key]
@@ -147,7 +163,7 @@ class Versions:
                     del chain[0]
                 if not chain:
                     del older[key]
-            heappush(expiry, (last, key))
+            heapq.heappush(expiry, (last, key))
 
 
 class Store:
@@ -161,9 +177,13 @@ class Store:
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
         self.seq = 0
+        # Committed state only, kept in step with every commit (see _count_committed).
         self.data_bytes = 0
+        self._key_count = 0
         self.on_commit = on_commit
         self._values: dict[str, str] = {}
+        # Every key with a committed value (before-images of keys under intents included).
+        self._keys = SortedKeys()
         self._owners: dict[str, Transaction] = {}
         self._next_txn_id = 1
         self._versions = Versions()
@@ -201,13 +221,12 @@ class Store:
         return txn.snapshot_seq
 
     def committed_key_count(self) -> int:
-        """How many keys have a committed value (uncommitted creates and deletes not counted)."""
-        count = len(self._values)
-        for key, owner in self._owners.items():
-            exists_now = key in self._values
-            existed = owner.undo[key] is not None
-            count += existed - exists_now
-        return count
+        """How many keys have a committed value (uncommitted creates and deletes not counted).
+
+        O(1): a counter kept as commits happen, like :attr:`data_bytes` (the committed keys'
+        and values' UTF-8 bytes), so both count the same committed state.
+        """
+        return self._key_count
 
     def open_intents(self) -> int:
         """How many keys are held by an open transaction's write intent."""
@@ -230,6 +249,64 @@ class Store:
             else:
                 items[key] = before
         return sorted(items.items())
+
+    def scan(self, prefix: str = "", after: str | None = None, limit: int = 100,
+             txn: Transaction | None = None, *, values: bool = False,
+             max_bytes: int | None = None) -> ScanPage:
+        """The keys ``txn`` (or an autocommit read) sees that start with ``prefix`` and sort
+        after ``after``, in code-point order: at most ``limit`` of them, and fewer if their
+        text (keys, plus values when ``values``) passes ``max_bytes`` (one key at least).
+
+        Visibility is :meth:`get`'s. ``more`` is exact: True only if another visible key
+        follows. The work is O(log n + keys returned + this transaction's own writes): every
+        key in the index is visible to all but a transaction that deleted it itself.
+        """
+        if after is not None and after >= prefix:
+            candidates = self._keys.iter_from(after, inclusive=False)
+        else:
+            candidates = self._keys.iter_from(prefix)
+        if txn is not None and txn.undo:
+            candidates = heapq.merge(candidates, self._own_creations(txn, prefix, after))
+        owners, committed = self._owners, self._values
+        keys: list[str] = []
+        found: list[str] = []
+        budget = max_bytes if max_bytes is not None else -1
+        more = False
+        for key in candidates:
+            if not key.startswith(prefix):
+                break
+            owner = owners.get(key)
+            value = committed.get(key) if owner is None or owner is txn else owner.undo[key]
+            if value is None:
+                continue  # deleted by txn itself
+            if len(keys) == limit or (budget == 0 and keys):
+                more = True
+                break
+            keys.append(key)
+            found.append(value)
+            if budget > 0:
+                used = text_bytes(key) + (text_bytes(value) if values else 0)
+                budget = max(budget - used, 0)
+        if txn is not None and txn.reads is not None:
+            self._note_scan_reads(txn, keys)
+        return ScanPage(keys, found if values else None, more)
+
+    def _own_creations(self, txn: Transaction, prefix: str, after: str | None) -> list[str]:
+        """The keys ``txn`` created (not committed yet) in the range of a scan, sorted."""
+        committed = self._values
+        return sorted(
+            key for key, before in txn.undo.items()
+            if before is None and key in committed and key.startswith(prefix)
+            and (after is None or key > after)
+        )
+
+    def _note_scan_reads(self, txn: Transaction, keys: list[str]) -> None:
+        # A SERIALIZABLE scan reads each key it returns, as GET does (the range itself is not
+        # remembered yet: see docs/scan.md).
+        reads, owners = txn.reads, self._owners
+        for key in keys:
+            if owners.get(key) is not txn:
+                reads.add(key)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -259,9 +336,10 @@ class Store:
         if txn is None:
             if value is None and key not in self._values:
                 return  # deleting a missing key changes nothing: no commit
-            befores = [self._values.get(key)] if self._versions.snapshots else None
+            before = self._values.get(key)
+            self._count_committed(key, before, value)
             self._set(key, value)
-            self._committed([(key, value)], befores)
+            self._committed([(key, value)], [before] if self._versions.snapshots else None)
             return
         if owner is None:
             if txn.uses_snapshot:
@@ -282,15 +360,24 @@ class Store:
             )
 
     def _set(self, key: str, value: str | None) -> None:
-        old = self._values.get(key)
-        if old is not None:
-            self.data_bytes -= text_bytes(key) + text_bytes(old)
         if value is None:
-            if old is not None:
-                del self._values[key]
+            self._values.pop(key, None)
         else:
             self._values[key] = value
-            self.data_bytes += text_bytes(key) + text_bytes(value)
+
+    def _count_committed(self, key: str, before: str | None, after: str | None) -> None:
+        """Keep the committed key count, data bytes and key index in step with one committed
+        change."""
+        if before is not None:
+            self.data_bytes -= text_bytes(key) + text_bytes(before)
+            self._key_count -= 1
+            if after is None:
+                self._keys.discard(key)
+        if after is not None:
+            self.data_bytes += text_bytes(key) + text_bytes(after)
+            self._key_count += 1
+            if before is None:
+                self._keys.add(key)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -317,7 +404,8 @@ class Store:
         ]
         if writes and txn.reads:
             self._validate(txn)
-        for key in undo:
+        for key, before in undo.items():
+            self._count_committed(key, before, values.get(key))
             del owners[key]
         self._finish(txn)
         if not writes:

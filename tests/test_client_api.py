@@ -655,6 +655,20 @@ def test_connection_closed_before_commit_is_sent_is_plain_connection_lost(server
     assert error_code(server.connect().ask("GET k")) == "NOT_FOUND"
 
 
+def test_any_other_command_notices_the_close_when_it_reads_the_reply(server, drop_proxy):
+    proxy = drop_proxy(is_put, "after")
+    db = Client(port=proxy.port, timeout=TIMEOUT)
+    db.put("k", "v")  # answered; then the proxy closes the connection
+    assert proxy.dropped.wait(TIMEOUT)
+    assert select.select([db._sock], [], [], TIMEOUT)[0]
+    with pytest.raises(ConnectionLost) as info:
+        db.get("k")  # no probe before sending: the reply read meets the end of the stream
+    assert type(info.value) is ConnectionLost
+    assert db.closed
+    with pytest.raises(ConnectionLost, match="is closed"):
+        db.get("k")
+
+
 def test_transaction_fn_never_retries_commit_outcome_unknown(server, drop_proxy):
     proxy = drop_proxy(is_commit, "swallow")
     db = Client(port=proxy.port, timeout=TIMEOUT)
