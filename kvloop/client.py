@@ -88,9 +88,10 @@ class NotFoundError(ServerError):
 class ConflictError(ServerError):
     """CONFLICT: nothing was applied, so the transaction can be retried.
 
-    Either a PUT/DEL hit a key another open transaction has written (the statement had no
-    effect and this transaction is still open), or a SERIALIZABLE COMMIT failed validation
-    (the server has rolled the whole transaction back).
+    Either a PUT/DEL hit a key another open transaction has written, or (snapshot and
+    serializable) a key another transaction committed after this one's snapshot (the statement
+    had no effect and this transaction is still open), or a SERIALIZABLE COMMIT failed
+    validation (the server has rolled the whole transaction back).
     """
 
 
@@ -336,8 +337,8 @@ class Client:
         self._command(f"DEL {check_key(key)}")
 
     def start(self, level: str | None = None) -> None:
-        """Open a transaction: ``"read-committed"``, ``"serializable"``, or ``None`` for the
-        server's default. ServerError IN_TRANSACTION if one is already open."""
+        """Open a transaction: ``"read-committed"``, ``"snapshot"``, ``"serializable"``, or
+        ``None`` for the server's default. ServerError IN_TRANSACTION if one is already open."""
         if level is None:
             self._command("START")
             return
