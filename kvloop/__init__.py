@@ -9,12 +9,16 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     transaction.py  one open transaction: isolation level, undo log, read set
     store.py        the data: values, write intents, commit sequence, versions for validation
     stats.py        the counters behind STATS
+    logformat.py    the data files' bytes: headers, records (length + CRC32), commits, snapshots
+    datafiles.py    the data folder: lock, log segments, snapshots, recovery, retiring old files
+    wal.py          the running log: group commit, fsync modes, compaction child, READONLY
     config.py       Settings (one dataclass) and the server's command line
     server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
     client.py       the Python client API (Client, errors with the server's codes)
     cli.py          client.py's interactive prompt and script runner
 
-Everything but server.py, client.py and cli.py does no IO and is tested without sockets.
+Everything but server.py, datafiles.py, wal.py, client.py and cli.py does no IO and is tested
+without sockets or files.
 """
 
 from .client import (

@@ -28,7 +28,8 @@ Write = tuple[str, Optional[str]]
 """One committed change: the key and its new value, ``None`` for a delete."""
 
 CommitHook = Callable[[int, list[Write]], None]
-"""Called with each commit's sequence number and changes, before the commit is acknowledged."""
+"""Called with each commit's sequence number and changes before the commit takes effect (the
+write-ahead log's append). If it raises, the commit is undone and the exception propagates."""
 
 WRITE_CONFLICT = "write_intent"
 VALIDATION_CONFLICT = "validation"
@@ -52,7 +53,8 @@ class Store:
 
     ``seq`` is the number of the latest commit since the data was created (like etcd's
     revision): each commit that changes data takes the next number. ``on_commit``, if set, is
-    called with each commit's number and changes (the write-ahead log's hook).
+    called with each commit's number and changes before it takes effect (the write-ahead log's
+    hook; see :data:`CommitHook`).
     """
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
@@ -67,6 +69,9 @@ class Store:
         # Key -> seq of its last committed change; kept only while SERIALIZABLE is open.
         self._versions: dict[str, int] = {}
         self._version_log: deque[tuple[int, str]] = deque()
+        # Before-images of the commits the log has not made durable yet, oldest first; kept
+        # only after keep_undo_until_synced() (a persistent server), else None.
+        self._unsynced: list[tuple[int, list[Write]]] | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -134,10 +139,11 @@ class Store:
                 "retry after that transaction commits or rolls back",
             )
         if txn is None:
-            if value is None and key not in self._values:
+            before = self._values.get(key)
+            if value is None and before is None:
                 return  # deleting a missing key changes nothing: no commit
+            self._record_commit([(key, value)], [(key, before)])
             self._set(key, value)
-            self._committed([(key, value)])
             return
         if owner is None:
             txn.undo[key] = self._values.get(key)
@@ -175,15 +181,22 @@ class Store:
         """
         if txn.reads:
             self._validate(txn)
-        owners, values = self._owners, self._values
+        owners, values, undo = self._owners, self._values, txn.undo
         writes = [
-            (key, values.get(key)) for key, before in txn.undo.items()
+            (key, values.get(key)) for key, before in undo.items()
             if before is not None or key in values  # deleting a missing key changes nothing
         ]
-        for key in txn.undo:
+        seq = self.seq
+        if writes:
+            try:
+                seq = self._record_commit(writes, [(key, undo[key]) for key, _ in writes])
+            except BaseException:
+                self.rollback(txn)
+                raise
+        for key in undo:
             del owners[key]
         self._finish(txn)
-        return self._committed(writes) if writes else self.seq
+        return seq
 
     def _validate(self, txn: Transaction) -> None:
         versions = self._versions
@@ -197,17 +210,20 @@ class Store:
                     "read it; the transaction has been rolled back, retry it from START",
                 )
 
-    def _committed(self, writes: list[Write]) -> int:
-        self.seq += 1
-        seq = self.seq
+    def _record_commit(self, writes: list[Write], befores: list[Write]) -> int:
+        """Give a commit the next seq and log it (``on_commit``); nothing changes if that raises."""
+        seq = self.seq + 1
+        if self.on_commit is not None:
+            self.on_commit(seq, writes)
+        self.seq = seq
+        if self._unsynced is not None:
+            self._unsynced.append((seq, befores))
         if self._serializable:
             versions = self._versions
             log = self._version_log
             for key, _ in writes:
                 versions[key] = seq
                 log.append((seq, key))
-        if self.on_commit is not None:
-            self.on_commit(seq, writes)
         return seq
 
     def rollback(self, txn: Transaction) -> None:
@@ -236,3 +252,57 @@ class Store:
             seq, key = log.popleft()
             if versions.get(key) == seq:
                 del versions[key]
+
+    # -- durability ----------------------------------------------------------------------
+
+    def install_committed(self, values: dict[str, str], seq: int,
+                          data_bytes: int | None = None) -> None:
+        """Replace all data with ``values`` as of commit ``seq`` (loading a snapshot).
+
+        No transaction may be open; no hook runs. ``data_bytes`` may be given when known.
+        """
+        assert not self._owners, "install_committed with transactions open"
+        self._values = values
+        self.seq = seq
+        if data_bytes is None:
+            data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in values.items())
+        self.data_bytes = data_bytes
+
+    def replay_commit(self, seq: int, writes: list[Write]) -> None:
+        """Apply a commit read back from the log (recovery): no intents, no hook."""
+        for key, value in writes:
+            self._set(key, value)
+        self.seq = seq
+
+    def keep_undo_until_synced(self) -> None:
+        """From now on keep each commit's before-images until :meth:`synced`, so that
+        :meth:`undo_unsynced` can take back commits the log failed to make durable."""
+        self._unsynced = []
+
+    def synced(self) -> None:
+        """Every commit so far is durable: forget their before-images."""
+        if self._unsynced:
+            self._unsynced = []
+
+    def undo_unsynced(self) -> int:
+        """Take back every commit since the last :meth:`synced`, newest first; return how many.
+
+        A key that an open transaction has written since keeps that write: the restored
+        value becomes its before-image instead.
+        """
+        undone = self._unsynced or []
+        self._unsynced = [] if self._unsynced is not None else None
+        owners = self._owners
+        for seq, befores in reversed(undone):
+            for key, before in befores:
+                owner = owners.get(key)
+                if owner is not None:
+                    owner.undo[key] = before
+                else:
+                    self._set(key, before)
+            self.seq = seq - 1
+        if undone and self._versions:
+            # Forget versions of the commits taken back: they never happened.
+            self._versions = {k: v for k, v in self._versions.items() if v <= self.seq}
+            self._version_log = deque(e for e in self._version_log if e[0] <= self.seq)
+        return len(undone)
