@@ -33,7 +33,7 @@ import selectors
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from . import errors
@@ -57,6 +57,9 @@ MAX_REPLY_BYTES = 256 * 1024 * 1024
 # enough for the conflicting transaction to finish, short enough not to be noticed.
 RETRY_BASE_SECONDS = 0.005
 RETRY_MAX_SECONDS = 0.2
+# Keys per SCAN page that Client.scan asks for: large pages mean few round trips, and the
+# server caps a page at 10,000 keys.
+SCAN_PAGE_KEYS = 1000
 
 
 
@@ -85,9 +88,10 @@ class NotFoundError(ServerError):
 class ConflictError(ServerError):
     """CONFLICT: nothing was applied, so the transaction can be retried.
 
-    Either a PUT/DEL hit a key another open transaction has written (the statement had no
-    effect and this transaction is still open), or a SERIALIZABLE COMMIT failed validation
-    (the server has rolled the whole transaction back).
+    Either a PUT/DEL hit a key another open transaction has written, or (snapshot and
+    serializable) a key another transaction committed after this one's snapshot (the statement
+    had no effect and this transaction is still open), or a SERIALIZABLE COMMIT failed
+    validation (the server has rolled the whole transaction back).
     """
 
 
@@ -333,8 +337,8 @@ class Client:
         self._command(f"DEL {check_key(key)}")
 
     def start(self, level: str | None = None) -> None:
-        """Open a transaction: ``"read-committed"``, ``"serializable"``, or ``None`` for the
-        server's default. ServerError IN_TRANSACTION if one is already open."""
+        """Open a transaction: ``"read-committed"``, ``"snapshot"``, ``"serializable"``, or
+        ``None`` for the server's default. ServerError IN_TRANSACTION if one is already open."""
         if level is None:
             self._command("START")
             return
@@ -357,6 +361,47 @@ class Client:
     def rollback(self) -> None:
         """Discard every write of the open transaction (NO_TRANSACTION if none is open)."""
         self._command("ROLLBACK")
+
+    def scan(self, prefix: str = "", values: bool = False, *,
+             page_size: int = SCAN_PAGE_KEYS) -> Iterator[Any]:
+        """Every key that starts with ``prefix``, in code-point order, fetched a page of
+        ``page_size`` at a time as the iterator is consumed; ``(key, value)`` pairs if
+        ``values``. Each page is a SCAN as this connection sees the data at that moment (inside
+        a transaction: with its own writes), so keys changed between pages may be missed or
+        seen in their newer state, as with any paginated listing."""
+        if prefix:
+            check_key(prefix)
+        if not isinstance(page_size, int) or not 1 <= page_size <= 10_000:
+            raise ValueError(f"page_size must be an int from 1 to 10000, got {page_size!r}")
+        return self._scan_pages(prefix, values, page_size)
+
+    def _scan_pages(self, prefix: str, values: bool, page_size: int) -> Iterator[Any]:
+        after = None
+        while True:
+            page = self.scan_page(prefix, after=after, limit=page_size, values=values)
+            if values:
+                yield from zip(page["keys"], page["values"])
+            else:
+                yield from page["keys"]
+            if not page["more"] or not page["keys"]:
+                return
+            after = page["keys"][-1]
+
+    def scan_page(self, prefix: str = "", after: str | None = None, limit: int | None = None,
+                  values: bool = False) -> dict[str, Any]:
+        """One SCAN: the result ``{"keys": [...], "more": bool}`` (and ``"values"``): keys
+        starting with ``prefix`` after ``after``, at most ``limit`` (server default: 100).
+        The next page starts after the last key."""
+        line = "SCAN"
+        if prefix:
+            line += f" PREFIX {check_key(prefix)}"
+        if after is not None:
+            line += f" AFTER {check_key(after)}"
+        if limit is not None:
+            line += f" LIMIT {int(limit)}"
+        if values:
+            line += " VALUES"
+        return self._command(line)
 
     def ping(self, text: str | None = None) -> str:
         """``"PONG"``, or ``text`` echoed back by the server."""
@@ -492,7 +537,11 @@ class Client:
         """Send one request line and read its reply; the raw reply line and its parse."""
         sock = self._open_socket()
         verb, rest = command_verb(line)
-        if self._peer_closed(sock):
+        # Only COMMIT needs to know whether the server closed before it was sent (then nothing
+        # was committed) or after (outcome unknown). Any other command learns of a closed
+        # connection from the reply read (EOF or reset): the same ConnectionLost, without the
+        # three syscalls of a probe on every round trip.
+        if verb == "COMMIT" and self._peer_closed(sock):
             raise self._lost(None, "the server closed the connection")
         try:
             sock.sendall(line + b"\n")

@@ -39,6 +39,14 @@ Handler = Callable[["CommandExecutor", Session, str], bytes]
 OPEN_VERBS = frozenset({"AUTH", "PING", "HELP", "QUIT"})
 # Longest piece of client input quoted back in an error message.
 ECHO_LIMIT = 64
+# SCAN's page size when LIMIT is not given, and the largest LIMIT allowed: a page of 10,000
+# keys is a few hundred KiB and a few milliseconds of work, short enough not to hold up others.
+SCAN_DEFAULT_LIMIT = 100
+SCAN_MAX_LIMIT = 10_000
+# A SCAN page stops early (with "more": true) once its keys and values pass this many bytes,
+# so a page of large values stays about the size of the largest request line (1 MiB default).
+SCAN_PAGE_BYTES = 1024 * 1024
+SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in any order, each once)"
 
 
 def _quote(text: str) -> str:
@@ -213,12 +221,12 @@ def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
 
 
 def cmd_start(db: CommandExecutor, session: Session, rest: str) -> bytes:
-    """START [read-committed|serializable]: open a transaction."""
+    """START [read-committed|snapshot|serializable]: open a transaction."""
     words = split_words(rest)
     if len(words) > 1:
         raise CommandError(errors.BAD_REQUEST,
                            "START takes at most one word; "
-                           "usage: START [read-committed|serializable]")
+                           "usage: START [read-committed|snapshot|serializable]")
     level = parse_level(words[0]) if words else db.settings.isolation
     if level is None:
         raise CommandError(errors.BAD_REQUEST,
@@ -328,18 +336,73 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "conflicts": sum(stats.conflicts.values()),
             "conflicts_by_cause": dict(stats.conflicts),
             "by_level": by_level,
+            "versions": store.version_stats(),
         },
         **db.persistence.stats(),
     })
+
+
+def _parse_scan(db: CommandExecutor, rest: str) -> tuple[str, str | None, int, bool]:
+    """SCAN's options as ``(prefix, after, limit, values)``; BAD_REQUEST naming the problem."""
+    options: dict[str, str] = {}
+    words = split_words(rest)
+    at = 0
+    while at < len(words):
+        word = words[at]
+        option = word.upper() if word.isascii() else word
+        if option not in ("PREFIX", "AFTER", "LIMIT", "VALUES"):
+            raise CommandError(errors.BAD_REQUEST,
+                               f"unknown SCAN option {_quote(word)}; {SCAN_USAGE}")
+        if option in options:
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN option {option} given twice; {SCAN_USAGE}")
+        if option == "VALUES":
+            options[option] = ""
+            at += 1
+            continue
+        if at + 1 == len(words):
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN option {option} needs a value; {SCAN_USAGE}")
+        options[option] = words[at + 1]
+        at += 2
+    prefix = db.check_key(options["PREFIX"]) if "PREFIX" in options else ""
+    after = db.check_key(options["AFTER"]) if "AFTER" in options else None
+    limit = SCAN_DEFAULT_LIMIT
+    if "LIMIT" in options:
+        text = options["LIMIT"]
+        if not (text.isascii() and text.isdigit()) or int(text) == 0:
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN LIMIT must be a whole number from 1 to {SCAN_MAX_LIMIT}, "
+                               f"got {_quote(text)}; {SCAN_USAGE}")
+        limit = int(text)
+        if limit > SCAN_MAX_LIMIT:
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN LIMIT {limit} is over the maximum of {SCAN_MAX_LIMIT} keys "
+                               "per page; page through with AFTER instead")
+    return prefix, after, limit, "VALUES" in options
+
+
+def cmd_scan(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES]: keys in order, one page; result
+    {"keys": [...], "more": bool} (+ "values": [...])."""
+    prefix, after, limit, values = _parse_scan(db, rest)
+    page = db.store.scan(prefix, after, limit, session.txn, values=values,
+                         max_bytes=SCAN_PAGE_BYTES)
+    result: dict[str, object] = {"keys": page.keys, "more": page.more}
+    if values:
+        result["values"] = page.values
+    return encode_result(result)
 
 
 HELP_TEXT: list[str] = [
     "PUT key value      add or overwrite (the value is the rest of the line)",
     "GET key            read a value (NOT_FOUND if there is none)",
     "DEL key            delete a key (a missing key is fine)",
-    "START [read-committed|serializable]   open a transaction",
+    "START [read-committed|snapshot|serializable]   open a transaction",
     "COMMIT             make the transaction's writes visible; result {\"seq\": N}",
     "ROLLBACK           discard the transaction's writes",
+    "SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES]   keys in order, one page (LIMIT: default "
+    "100, max 10000); result {\"keys\", \"more\"} (+ \"values\"); next page: AFTER the last key",
     "PING [text]        PONG, or the text back",
     "AUTH password      authenticate when the server has a password",
     "STATS              server counters as a JSON object",
@@ -367,6 +430,7 @@ COMMANDS: dict[str, Handler] = {
     "START": cmd_start,
     "COMMIT": cmd_commit,
     "ROLLBACK": cmd_rollback,
+    "SCAN": cmd_scan,
     "PING": cmd_ping,
     "AUTH": cmd_auth,
     "STATS": cmd_stats,
