@@ -11,6 +11,9 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
                     range reads (SCAN)
     keyindex.py     SortedKeys: the committed keys in order, a list of sorted chunks
     stats.py        the counters behind STATS
+    logformat.py    the data files' bytes: headers, records (length + CRC32), commits, snapshots
+    datafiles.py    the data folder: lock, log segments, snapshots, recovery, retiring old files
+    wal.py          the running log: group commit, fsync modes, compaction child, READONLY
     config.py       Settings (one dataclass) and the server's command line
     server.py       the selectors event loop: connection states, buffers, fairness, shutdown
     transport.py    between the loop and a socket: plain TCP, or TLS over memory BIOs
@@ -20,8 +23,8 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     cli.py          client.py's interactive prompt and script runner
     bench.py        ``python -m kvloop.bench``: a multi-process load generator (ops/s, latency)
 
-Everything but server.py, transport.py, client.py, cli.py and bench.py does no IO and is tested
-without sockets.
+Everything but server.py, transport.py, datafiles.py, wal.py, client.py, cli.py and bench.py
+does no IO and is tested without sockets or files.
 """
 
 from .client import (

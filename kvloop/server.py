@@ -4,8 +4,10 @@ It only moves bytes. Each connection's bytes pass through its transport
 (:mod:`kvloop.transport`: plain, or TLS) into its :class:`~kvloop.protocol.LineReader`; every
 complete line is run by the :class:`~kvloop.commands.CommandExecutor` and its reply appended
 to the connection's output buffer. Replies are sent once per loop turn, after every event of
-the turn has been handled: that is where the write-ahead log's group commit syncs, before any
-reply leaves, and it gives pipelining clients one ``send`` for a whole batch of replies.
+the turn has been handled: that is where the write-ahead log's group commit syncs
+(:mod:`kvloop.wal`), before any reply leaves, and it gives pipelining clients one ``send`` for
+a whole batch of replies. Replies made while commits wait for that sync are *held* apart from
+the bytes already safe to send.
 
 A connection is in one of four states: ``HANDSHAKING`` (TLS only: nothing is read as
 requests yet), ``OPEN`` (its lines are read and run), ``CLOSING`` (nothing more is read or
@@ -35,11 +37,14 @@ import time
 from . import limits
 from .commands import CommandExecutor
 from .config import Settings, format_address, parse_settings
+from .datafiles import DataDirError
 from .limits import BufferBudget
 from .protocol import LineReader
 from .session import Session
+from .store import Store
 from .timers import TimerHandle, Timers
 from .transport import PlainTransport, TlsTransport, server_context, tune_socket
+from .wal import open_persistence, unacknowledged_reply
 
 log = logging.getLogger("kvloop.server")
 
@@ -79,13 +84,15 @@ class Connection:
 
     ``state`` is HANDSHAKING, OPEN, CLOSING or CLOSED (see the module's docstring).
     ``recv``/``send`` are the transport's (for plain TCP, the socket's own methods).
-    ``held`` is what it last counted toward the client buffer budget; ``active_at`` the
+    ``out`` holds bytes safe to send; ``held`` the replies of this loop turn that wait for the
+    log's group commit (they move to ``out``, or become errors if the log fails).
+    ``counted`` is what it last counted toward the client buffer budget; ``active_at`` the
     loop turn of its last event; ``timer`` its handshake or idle timer, ``hold_timer`` the
     end of its AUTH delay.
     """
 
-    __slots__ = ("sock", "transport", "recv", "send", "peer", "reader", "out", "session",
-                 "events", "state", "held", "active_at", "timer", "hold_timer")
+    __slots__ = ("sock", "transport", "recv", "send", "peer", "reader", "out", "held",
+                 "session", "events", "state", "counted", "active_at", "timer", "hold_timer")
 
     def __init__(self, sock: socket.socket, transport: PlainTransport | TlsTransport,
                  peer: str, reader: LineReader, session: Session) -> None:
@@ -96,10 +103,11 @@ class Connection:
         self.peer = peer
         self.reader = reader
         self.out = bytearray()
+        self.held: list[bytes] = []
         self.session = session
         self.events = READ
         self.state = HANDSHAKING if transport.handshaking else OPEN
-        self.held = 0
+        self.counted = 0
         self.active_at = 0.0
         self.timer: TimerHandle | None = None
         self.hold_timer: TimerHandle | None = None
@@ -138,6 +146,7 @@ class Server:
                  tls: ssl.SSLContext | None = None) -> None:
         self.settings = settings
         self.executor = executor if executor is not None else CommandExecutor(settings)
+        self.persistence = self.executor.persistence
         self._tls = tls
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
@@ -193,6 +202,7 @@ class Server:
         # --txn-timeout's bookkeeping is the command layer's (next_deadline/expire); an
         # executor without it has no transaction deadlines.
         next_deadline = getattr(executor, "next_deadline", lambda: None)
+        self._maintain_persistence()
         while not self._stopping:
             timeout = 0 if self._ready else timers.timeout()
             txn_deadline = next_deadline()
@@ -225,6 +235,8 @@ class Server:
         self._selector.unregister(self._wake_r)
         for sock in list(self._lingering):
             self._end_linger(sock)
+        for conn in self._connections:  # nothing more is read: only replies are sent now
+            self._set_events(conn, WRITE if conn.out or conn.transport.pending else 0)
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         while time.monotonic() < deadline:
             pending = [c for c in self._connections
@@ -234,6 +246,8 @@ class Server:
             for conn in pending:
                 if not conn.out:
                     self._run_lines(conn)
+            self._release_held(pending)
+            for conn in pending:
                 self._set_events(conn, WRITE if conn.out or conn.transport.pending else 0)
             timeout = max(0.0, deadline - time.monotonic())
             for key, _ in self._selector.select(timeout):
@@ -243,6 +257,7 @@ class Server:
             if conn.session.txn is not None:
                 log.info("rolling back the open transaction of client %s", conn.peer)
             self._close(conn)
+        self.persistence.close()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -369,9 +384,11 @@ class Server:
         """Run the connection's complete lines in order: at most TURN_LINES of them, and
         only until its output passes the pause mark or a line holds it (AUTH delay)."""
         execute = self.executor.execute
-        session, reader, out = conn.session, conn.reader, conn.out
+        persistence = self.persistence
+        session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
+        held_bytes = sum(map(len, held)) if held else 0
         budget = TURN_LINES
-        while budget and len(out) < OUTPUT_PAUSE_BYTES:
+        while budget and len(out) + held_bytes < OUTPUT_PAUSE_BYTES:
             if session.closing or session.hold_until is not None:
                 break
             line = reader.next_line()
@@ -380,7 +397,11 @@ class Server:
             budget -= 1
             reply = execute(session, line)
             if reply is not None:
-                out += reply
+                if persistence.pending:  # a commit of this turn is not durable yet
+                    held.append(reply)
+                    held_bytes += len(reply)
+                else:
+                    out += reply
         if session.hold_until is not None:
             self._hold(conn)
         elif not budget and reader.has_lines():
@@ -449,6 +470,7 @@ class Server:
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
+        self._release_held(dirty)
         budget = self._budget
         for conn in dirty:
             if conn.state is CLOSED:
@@ -457,9 +479,9 @@ class Server:
                 out = conn.out
                 if out:
                     self._send(conn)
-                held = len(out) + conn.reader.held_bytes()
-                budget.total += held - conn.held
-                conn.held = held
+                counted = len(out) + conn.reader.held_bytes()
+                budget.total += counted - conn.counted
+                conn.counted = counted
                 events = conn.next_events()
                 if events < 0:
                     self._close(conn, linger=not conn.reader.finished)
@@ -477,17 +499,34 @@ class Server:
         if budget.total > budget.limit:
             self._enforce_budget()
 
+    def _release_held(self, conns: list[Connection]) -> None:
+        """Group commit: make this turn's commits durable, then let their replies out (or, if
+        the log failed, answer each held reply with an error instead)."""
+        failure = self.persistence.sync()
+        for conn in conns:
+            if conn.held:
+                if failure is None:
+                    conn.out += b"".join(conn.held)
+                else:
+                    conn.out += unacknowledged_reply(failure) * len(conn.held)
+                conn.held.clear()
+
+    def _maintain_persistence(self) -> None:
+        delay = self.persistence.maintain()
+        if delay is not None and not self._stopping:
+            self._timers.call_later(delay, self._maintain_persistence)
+
     def _enforce_budget(self) -> None:
         """Disconnect the biggest clients until the buffers are back under the budget."""
         budget = self._budget
         while budget.total > budget.limit and self._connections:
-            biggest = max(self._connections, key=lambda c: c.held)
-            if biggest.held == 0:
+            biggest = max(self._connections, key=lambda c: c.counted)
+            if biggest.counted == 0:
                 break
             log.warning("closing client %s: it holds %d bytes and all clients' buffers passed "
-                        "--client-buffer-budget (%d bytes)", biggest.peer, biggest.held,
+                        "--client-buffer-budget (%d bytes)", biggest.peer, biggest.counted,
                         budget.limit)
-            self._close_with(biggest, limits.over_buffer_budget(budget.limit, biggest.held))
+            self._close_with(biggest, limits.over_buffer_budget(budget.limit, biggest.counted))
 
     def _close_with(self, conn: Connection, line: bytes) -> None:
         """Close at once, after a best-effort try at sending ``line`` (a LIMIT error) in place
@@ -537,8 +576,8 @@ class Server:
             return
         conn.state = CLOSED
         self._connections.discard(conn)
-        self._budget.total -= conn.held
-        conn.held = 0
+        self._budget.total -= conn.counted
+        conn.counted = 0
         for timer in (conn.timer, conn.hold_timer):
             if timer is not None:
                 timer.cancel()
@@ -619,12 +658,19 @@ def main(argv: list[str] | None = None) -> int:
                       settings.tls_cert, settings.tls_key,
                       f", --tls-ca {settings.tls_ca}" if settings.tls_ca else "", exc)
             return 1
-    server = Server(settings, tls=tls)
+    store = Store()
+    try:
+        persistence = open_persistence(settings, store)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return 1
+    server = Server(settings, CommandExecutor(settings, store, persistence=persistence), tls=tls)
     try:
         address = server.listen()
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(settings.host, settings.port),
                   exc.strerror or exc)
+        persistence.close()
         return 1
     server.install_signal_handlers()
     log.info("listening on %s (%s)", address, settings.describe())
