@@ -42,7 +42,9 @@ from support import ServerProcess  # noqa: E402
 
 from kvloop.store import Store  # noqa: E402
 
-LOADGEN_SOURCE = ROOT.parent / "shared" / "tools" / "loadgen" / "loadgen.c"
+# The team's C load generator, next to the checkout (../shared) or next to its worktree folder.
+LOADGEN_SOURCES = [up / "shared" / "tools" / "loadgen" / "loadgen.c"
+                   for up in (ROOT.parent, ROOT.parent.parent)]
 VALUE = "v" * 100
 # Pipelined requests per batch when loading keys: many per send, few enough to stay far below
 # the server's per-connection output cap.
@@ -121,6 +123,12 @@ def load_keys(port: int, count: int, start: int = 0) -> float:
         conn.pipeline([f"PUT {key_name(i)} {VALUE}" for i in range(first, last)])
     conn.close()
     return time.perf_counter() - began
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -241,6 +249,15 @@ def cmd_stall(args: argparse.Namespace) -> None:
                     assert reply.startswith(b'{"status":"Ok"'), reply[:200]
                 page_through(conn, 10000)
                 windows.append((began, time.time()))
+            # Server CPU per request (immune to waiting for a CPU on a busy machine): the
+            # longest a SCAN can hold up other clients on an idle machine.
+            cpu_per = {}
+            for request in ["SCAN LIMIT 10000", "SCAN LIMIT 10000 VALUES",
+                            "SCAN PREFIX key:9 LIMIT 10000 VALUES", "SCAN LIMIT 100"]:
+                before = cpu_seconds(server.proc.pid)
+                for _ in range(args.repeat):
+                    conn.ask(request)
+                cpu_per[request] = (cpu_seconds(server.proc.pid) - before) / args.repeat
         finally:
             conn.close()
             stop.set()
@@ -254,6 +271,9 @@ def cmd_stall(args: argparse.Namespace) -> None:
           f"{max(during, default=0) * 1e3:.1f} ms, median "
           f"{statistics.median(during) * 1e3 if during else 0:.2f} ms (target: max < 20 ms)")
     print(f"  over the whole run (inserts included): max {max(overall) * 1e3:.1f} ms")
+    for request, seconds in cpu_per.items():
+        print(f"  server CPU per {request!r} ({args.repeat} runs, {args.rounds * args.inserts:,} "
+              f"keys): {seconds * 1e3:.2f} ms")
 
 
 # -- memory and throughput against a baseline checkout ---------------------------------------
@@ -278,14 +298,17 @@ def build_loadgen() -> str:
     """Path of the C load generator, built from ../shared/tools/loadgen on first use."""
     target = Path(tempfile.gettempdir()) / "kvloop-scan-bench-loadgen"
     if not target.exists():
-        if not LOADGEN_SOURCE.exists():
-            raise SystemExit(f"needs the load generator source at {LOADGEN_SOURCE}")
-        subprocess.run(["cc", "-O2", "-o", str(target), str(LOADGEN_SOURCE)], check=True)
+        source = next((path for path in LOADGEN_SOURCES if path.exists()), None)
+        if source is None:
+            raise SystemExit(f"needs the load generator source at {LOADGEN_SOURCES[0]}")
+        subprocess.run(["cc", "-O2", "-o", str(target), str(source)], check=True)
     return str(target)
 
 
-def loadgen_run(loadgen: str, port: int, pid: int, args: argparse.Namespace) -> float:
-    """ops/s of one loadgen run (50 connections, 90% GET / 10% PUT, prefilled keys)."""
+def loadgen_run(loadgen: str, port: int, pid: int,
+                args: argparse.Namespace) -> tuple[float, float]:
+    """ops/s of one loadgen run (50 connections, 90% GET / 10% PUT, prefilled keys), and the
+    server's CPU microseconds per op (steadier than ops/s when the machine is shared)."""
     cmd = [loadgen, "-p", str(port), "-c", "50", "-P", str(args.pipeline), "--mix",
            "get:90,put:10", "-k", "10000", "--prefill", "-d", str(args.seconds),
            "--server-pid", str(pid)]
@@ -296,22 +319,29 @@ def loadgen_run(loadgen: str, port: int, pid: int, args: argparse.Namespace) -> 
     fields = dict(part.split("=", 1) for part in out.split() if "=" in part)
     if fields.get("errors", "0") != "0" or fields.get("error_replies", "0") != "0":
         raise RuntimeError(f"loadgen saw errors: {out}")
-    return float(fields["ops_per_sec"])
+    ops = float(fields["ops_per_sec"])
+    return ops, float(fields["server_cpu_pct"]) / 100 / ops * 1e6
 
 
 def cmd_throughput(args: argparse.Namespace) -> None:
     loadgen = build_loadgen()
     results: dict[str, list[float]] = {"baseline": [], "this": []}
+    cpu: dict[str, list[float]] = {"baseline": [], "this": []}
     for run in range(args.runs):
         for name, checkout in (("baseline", args.baseline), ("this", ROOT)):
             with running_server(checkout) as server:
-                ops = loadgen_run(loadgen, server.port, server.proc.pid, args)
+                ops, us_per_op = loadgen_run(loadgen, server.port, server.proc.pid, args)
                 results[name].append(ops)
-                print(f"  run {run + 1} {name}: {ops:,.0f} ops/s")
+                cpu[name].append(us_per_op)
+                print(f"  run {run + 1} {name}: {ops:,.0f} ops/s, server CPU "
+                      f"{us_per_op:.2f} us per op")
     base, this = (statistics.median(results[n]) for n in ("baseline", "this"))
+    base_cpu, this_cpu = (statistics.median(cpu[n]) for n in ("baseline", "this"))
     print(f"50 conns, pipeline {args.pipeline}, 90% GET / 10% PUT, medians of {args.runs}: "
           f"baseline {base:,.0f} ops/s, this {this:,.0f} ops/s: ratio {this / base:.3f} "
           "(target >= 0.95)")
+    print(f"server CPU per op, medians: baseline {base_cpu:.2f} us, this {this_cpu:.2f} us: "
+          f"ratio {this_cpu / base_cpu:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     stall = sub.add_parser("stall", help="another client's latency while SCANs run")
     stall.add_argument("--inserts", type=int, default=100_000)
     stall.add_argument("--rounds", type=int, default=3)
+    stall.add_argument("--repeat", type=int, default=100, help="runs per CPU measurement")
     for name in ("memory", "throughput"):
         sp = sub.add_parser(name, help=f"{name}: this checkout against --baseline")
         sp.add_argument("--baseline", type=Path, required=True,
