@@ -15,8 +15,9 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
     client.py       the Python client API (Client, errors with the server's codes)
     cli.py          client.py's interactive prompt and script runner
+    bench.py        ``python -m kvloop.bench``: a multi-process load generator (ops/s, latency)
 
-Everything but server.py, client.py and cli.py does no IO and is tested without sockets.
+Everything but server.py, client.py, cli.py and bench.py does no IO and is tested without sockets.
 """
 
 from .client import (

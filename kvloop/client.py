@@ -88,9 +88,10 @@ class NotFoundError(ServerError):
 class ConflictError(ServerError):
     """CONFLICT: nothing was applied, so the transaction can be retried.
 
-    Either a PUT/DEL hit a key another open transaction has written (the statement had no
-    effect and this transaction is still open), or a SERIALIZABLE COMMIT failed validation
-    (the server has rolled the whole transaction back).
+    Either a PUT/DEL hit a key another open transaction has written, or (snapshot and
+    serializable) a key another transaction committed after this one's snapshot (the statement
+    had no effect and this transaction is still open), or a SERIALIZABLE COMMIT failed
+    validation (the server has rolled the whole transaction back).
     """
 
 
@@ -336,8 +337,8 @@ class Client:
         self._command(f"DEL {check_key(key)}")
 
     def start(self, level: str | None = None) -> None:
-        """Open a transaction: ``"read-committed"``, ``"serializable"``, or ``None`` for the
-        server's default. ServerError IN_TRANSACTION if one is already open."""
+        """Open a transaction: ``"read-committed"``, ``"snapshot"``, ``"serializable"``, or
+        ``None`` for the server's default. ServerError IN_TRANSACTION if one is already open."""
         if level is None:
             self._command("START")
             return
@@ -536,7 +537,11 @@ class Client:
         """Send one request line and read its reply; the raw reply line and its parse."""
         sock = self._open_socket()
         verb, rest = command_verb(line)
-        if self._peer_closed(sock):
+        # Only COMMIT needs to know whether the server closed before it was sent (then nothing
+        # was committed) or after (outcome unknown). Any other command learns of a closed
+        # connection from the reply read (EOF or reset): the same ConnectionLost, without the
+        # three syscalls of a probe on every round trip.
+        if verb == "COMMIT" and self._peer_closed(sock):
             raise self._lost(None, "the server closed the connection")
         try:
             sock.sendall(line + b"\n")

@@ -212,12 +212,12 @@ def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
 
 
 def cmd_start(db: CommandExecutor, session: Session, rest: str) -> bytes:
-    """START [read-committed|serializable]: open a transaction."""
+    """START [read-committed|snapshot|serializable]: open a transaction."""
     words = split_words(rest)
     if len(words) > 1:
         raise CommandError(errors.BAD_REQUEST,
                            "START takes at most one word; "
-                           "usage: START [read-committed|serializable]")
+                           "usage: START [read-committed|snapshot|serializable]")
     level = parse_level(words[0]) if words else db.settings.isolation
     if level is None:
         raise CommandError(errors.BAD_REQUEST,
@@ -325,6 +325,7 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "conflicts": sum(stats.conflicts.values()),
             "conflicts_by_cause": dict(stats.conflicts),
             "by_level": by_level,
+            "versions": store.version_stats(),
         },
         "persistence": "memory",
         "log_bytes": 0,
@@ -388,7 +389,7 @@ HELP_TEXT: list[str] = [
     "PUT key value      add or overwrite (the value is the rest of the line)",
     "GET key            read a value (NOT_FOUND if there is none)",
     "DEL key            delete a key (a missing key is fine)",
-    "START [read-committed|serializable]   open a transaction",
+    "START [read-committed|snapshot|serializable]   open a transaction",
     "COMMIT             make the transaction's writes visible; result {\"seq\": N}",
     "ROLLBACK           discard the transaction's writes",
     "SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES]   keys in order, one page (LIMIT: default "

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help="TCP port (default %(default)s; 0 picks a free port and logs it)")
     p.add_argument("--isolation", type=_level, default=READ_COMMITTED,
-                   help="level of START without one: read-committed (default) or serializable")
+                   help="level of START without one: read-committed (default), snapshot "
+                        "or serializable")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", type=str.lower,
                    help="log verbosity (default %(default)s)")
     p.add_argument("--max-line-bytes", type=_positive_int, default=DEFAULT_MAX_LINE_BYTES,

@@ -1,15 +1,17 @@
-"""The database: values, write intents, commit sequence and the versions SERIALIZABLE needs.
+"""The database: values, write intents, commit sequence and the older versions snapshots need.
 
 Writes go straight into the one in-memory dict, in place. A transaction that writes a key
 takes its *write intent* and keeps the key's before-image in its undo log; everyone else reads
 that before-image and gets CONFLICT if they try to write the key (no dirty reads, no dirty
 writes, no waiting). COMMIT drops the intents; ROLLBACK writes the before-images back.
 
-SERIALIZABLE transactions also remember, for each key they read, the commit sequence number
-current at the read. While any of them is open the store records, per key, the sequence number
-of its last committed change, so COMMIT can tell whether something read has changed since.
-Those records only ever need to reach back to the oldest open SERIALIZABLE transaction, so they
-are pruned as transactions finish and cost nothing when none is open.
+SNAPSHOT and SERIALIZABLE transactions read at a *snapshot*: the commit sequence number
+current at their first read or write. While any snapshot is open, :class:`Versions` records
+per key the seq of its last committed change and keeps the older committed values that some
+open snapshot can still see (a short chain per key, pruned against the open snapshots); a
+read at a snapshot takes the value that was current then. The same records give first
+committer wins (a write to a key committed after the writer's snapshot is refused) and
+SERIALIZABLE's read-set validation at COMMIT. With no snapshot open nothing is recorded.
 
 Every committed key is also in a sorted index (:class:`~kvloop.keyindex.SortedKeys`) for
 SCAN: a key enters it when a commit creates it and leaves it when a commit deletes it, so
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Iterator
 from itertools import accumulate, islice
 from operator import add
@@ -34,7 +35,7 @@ from typing import Callable, NamedTuple, Optional
 from . import errors
 from .errors import CommandError
 from .keyindex import SortedKeys, prefix_end
-from .transaction import SERIALIZABLE, Transaction
+from .transaction import Transaction
 
 Write = tuple[str, Optional[str]]
 """One committed change: the key and its new value, ``None`` for a delete."""
@@ -43,6 +44,7 @@ CommitHook = Callable[[int, list[Write]], None]
 """Called with each commit's sequence number and changes, before the commit is acknowledged."""
 
 WRITE_CONFLICT = "write_intent"
+FIRST_COMMITTER_CONFLICT = "first_committer"
 VALIDATION_CONFLICT = "validation"
 
 
@@ -68,12 +70,113 @@ def text_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+class Versions:
+    """What open snapshots need: per key, the seq of its last committed change, and the older
+    committed values some open snapshot can still see.
+
+    ``snapshots`` holds the open transactions that have taken a snapshot, oldest first (a
+    snapshot is the current seq, so taking order is seq order). Only while it is non-empty
+    does :meth:`record` get called. A replaced value is kept only if some open snapshot can
+    see it (one taken at or after the value's own commit), so one idle snapshot and a million
+    commits of one key keep one old value; a million commits of distinct keys keep one old
+    value (or "missing") each. When the oldest snapshot ends, what no remaining snapshot can
+    see is dropped, and when the last one ends, everything is.
+    """
+
+    __slots__ = ("snapshots", "changed_at", "_older", "_expiry")
+
+    def __init__(self) -> None:
+        self.snapshots: dict[Transaction, None] = {}
+        # Key -> seq of its last committed change, for changes after the oldest snapshot.
+        self.changed_at: dict[str, int] = {}
+        # Key -> [(seq of the commit that replaced it, value or None)], oldest first.
+        self._older: dict[str, list[tuple[int, str | None]]] = {}
+        # (seq, key) for each key in changed_at: a heap, so the oldest changes expire first.
+        self._expiry: list[tuple[int, str]] = []
+
+    def open(self, txn: Transaction, seq: int) -> None:
+        """Give ``txn`` its snapshot: it sees every commit up to ``seq`` and none after."""
+        txn.snapshot_seq = seq
+        self.snapshots[txn] = None
+
+    def close(self, txn: Transaction) -> None:
+        """``txn`` has ended: drop what only its snapshot could see."""
+        snapshots = self.snapshots
+        if txn not in snapshots:
+            return
+        was_oldest = next(iter(snapshots)) is txn
+        del snapshots[txn]
+        if not snapshots:
+            self.changed_at.clear()
+            self._older.clear()
+            self._expiry.clear()
+        elif was_oldest:
+            self._prune(next(iter(snapshots)).snapshot_seq)
+
+    def record(self, seq: int, key: str, before: str | None) -> None:
+        """Commit ``seq`` replaced ``key``'s committed value ``before`` (``None``: missing)."""
+        snapshots = self.snapshots
+        changed = self.changed_at.get(key)
+        if changed is None:
+            # Changed at or before the oldest snapshot: every open snapshot sees ``before``.
+            heapq.heappush(self._expiry, (seq, key))
+            keep = True
+        else:
+            # ``before`` was committed at ``changed``: only snapshots taken since see it.
+            keep = next(reversed(snapshots)).snapshot_seq >= changed
+        self.changed_at[key] = seq
+        if keep:
+            chain = self._older.setdefault(key, [])
+            horizon = next(iter(snapshots)).snapshot_seq
+            while chain and chain[0][0] <= horizon:
+                del chain[0]
+            chain.append((seq, before))
+
+    def changed_after(self, key: str, seq: int) -> int | None:
+        """The seq of the last commit of ``key``, if it came after ``seq`` (a snapshot)."""
+        changed = self.changed_at.get(key, 0)
+        return changed if changed > seq else None
+
+    def value_at(self, key: str, current: str | None, seq: int) -> str | None:
+        """``key``'s committed value as of snapshot ``seq``, given its ``current`` one."""
+        if self.changed_at.get(key, 0) <= seq:
+            return current
+        for replaced_at, value in self._older[key]:
+            if replaced_at > seq:
+                return value
+        raise AssertionError(f"no version of {key!r} for snapshot {seq}")
+
+    def old_values(self) -> int:
+        """How many older values are kept."""
+        return sum(len(chain) for chain in self._older.values())
+
+    def _prune(self, horizon: int) -> None:
+        # Every open snapshot is at or after ``horizon``: a value replaced at or before it,
+        # and a change record at or before it, no longer matter to anyone.
+        expiry, changed_at, older = self._expiry, self.changed_at, self._older
+        while expiry and expiry[0][0] <= horizon:
+            _, key = heapq.heappop(expiry)
+            last = changed_at[key]
+            if last <= horizon:
+                del changed_at[key]
+                older.pop(key, None)
+                continue
+            chain = older.get(key)
+            if chain is not None:
+                while chain and chain[0][0] <= horizon:
+                    del chain[0]
+                if not chain:
+                    del older[key]
+            heapq.heappush(expiry, (last, key))
+
+
 class Store:
     """The key/value data and every open transaction's claim on it.
 
     ``seq`` is the number of the latest commit since the data was created (like etcd's
     revision): each commit that changes data takes the next number. ``on_commit``, if set, is
-    called with each commit's number and changes (the write-ahead log's hook).
+    called with each commit's number and changes (the write-ahead log's hook); it gets
+    committed values only, never older versions.
     """
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
@@ -87,11 +190,7 @@ class Store:
         self._keys = SortedKeys()
         self._owners: dict[str, Transaction] = {}
         self._next_txn_id = 1
-        # Open SERIALIZABLE transactions, oldest first (dicts keep insertion order).
-        self._serializable: dict[Transaction, None] = {}
-        # Key -> seq of its last committed change; kept only while SERIALIZABLE is open.
-        self._versions: dict[str, int] = {}
-        self._version_log: deque[tuple[int, str]] = deque()
+        self._versions = Versions()
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -99,7 +198,8 @@ class Store:
         """The value ``txn`` (or an autocommit read, if ``None``) sees for ``key``, or ``None``.
 
         That is the transaction's own write if it wrote the key, else the latest committed
-        value: the before-image if another open transaction has written it.
+        value (the before-image if another open transaction has written it), or in a snapshot
+        or serializable transaction the committed value as of its snapshot.
         """
         owner = self._owners.get(key)
         if owner is None:
@@ -108,9 +208,21 @@ class Store:
             return self._values.get(key)
         else:
             value = owner.undo[key]
-        if txn is not None and txn.reads is not None and key not in txn.reads:
-            txn.reads[key] = self.seq
-        return value
+        if txn is None or not txn.uses_snapshot:
+            return value
+        return self._snapshot_read(key, value, txn)
+
+    def _snapshot_read(self, key: str, current: str | None, txn: Transaction) -> str | None:
+        snapshot = self._snapshot_of(txn)
+        if txn.reads is not None:
+            txn.reads.add(key)
+        return self._versions.value_at(key, current, snapshot)
+
+    def _snapshot_of(self, txn: Transaction) -> int:
+        """``txn``'s snapshot seq, taken now if this is its first read or write."""
+        if txn.snapshot_seq is None:
+            self._versions.open(txn, self.seq)
+        return txn.snapshot_seq
 
     def committed_key_count(self) -> int:
         """How many keys have a committed value (uncommitted creates and deletes not counted).
@@ -123,6 +235,13 @@ class Store:
     def open_intents(self) -> int:
         """How many keys are held by an open transaction's write intent."""
         return len(self._owners)
+
+    def version_stats(self) -> dict[str, int]:
+        """Open snapshots, keys with a change record, and older values kept for snapshots."""
+        versions = self._versions
+        return {"open_snapshots": len(versions.snapshots),
+                "tracked_keys": len(versions.changed_at),
+                "old_values": versions.old_values()}
 
     def committed_items(self) -> list[Write]:
         """Every committed key and value (a consistent copy, for snapshots and tests)."""
@@ -215,18 +334,19 @@ class Store:
     def _note_scan_reads(self, txn: Transaction, keys: list[str]) -> None:
         # A SERIALIZABLE scan reads each key it returns, as GET does (the range itself is not
         # remembered yet: see docs/scan.md).
-        reads, owners, seq = txn.reads, self._owners, self.seq
+        reads, owners = txn.reads, self._owners
         for key in keys:
-            if key not in reads and owners.get(key) is not txn:
-                reads[key] = seq
+            if owners.get(key) is not txn:
+                reads.add(key)
 
     # -- writes --------------------------------------------------------------------------
 
     def put(self, key: str, value: str, txn: Transaction | None = None) -> None:
         """Write ``value`` under ``key``, in ``txn`` or (if ``None``) as its own commit.
 
-        Raises :class:`ConflictError` if another open transaction holds the key; then nothing
-        changed.
+        Raises :class:`ConflictError` if another open transaction holds the key, or (snapshot
+        and serializable) if another transaction committed it after ``txn``'s snapshot; then
+        nothing changed and ``txn`` stays open.
         """
         self._write(key, value, txn)
 
@@ -237,6 +357,8 @@ class Store:
     def _write(self, key: str, value: str | None, txn: Transaction | None) -> None:
         owner = self._owners.get(key)
         if owner is not txn and owner is not None:
+            if txn is not None and txn.uses_snapshot:
+                self._snapshot_of(txn)  # a refused write is still the first statement
             raise ConflictError(
                 WRITE_CONFLICT,
                 f"key '{key}' is being written by another open transaction; "
@@ -245,14 +367,28 @@ class Store:
         if txn is None:
             if value is None and key not in self._values:
                 return  # deleting a missing key changes nothing: no commit
-            self._count_committed(key, self._values.get(key), value)
+            before = self._values.get(key)
+            self._count_committed(key, before, value)
             self._set(key, value)
-            self._committed([(key, value)])
+            self._committed([(key, value)], [before] if self._versions.snapshots else None)
             return
         if owner is None:
+            if txn.uses_snapshot:
+                self._check_first_committer(key, txn)
             txn.undo[key] = self._values.get(key)
             self._owners[key] = txn
         self._set(key, value)
+
+    def _check_first_committer(self, key: str, txn: Transaction) -> None:
+        snapshot = self._snapshot_of(txn)
+        changed = self._versions.changed_after(key, snapshot)
+        if changed is not None:
+            raise ConflictError(
+                FIRST_COMMITTER_CONFLICT,
+                f"key '{key}' was changed by commit {changed}, after this {txn.level} "
+                f"transaction's snapshot (seq {snapshot}); first committer wins, so this "
+                "transaction cannot write it: ROLLBACK and retry from START",
+            )
 
     def _set(self, key: str, value: str | None) -> None:
         if value is None:
@@ -277,58 +413,63 @@ class Store:
     # -- transactions --------------------------------------------------------------------
 
     def begin(self, level: str) -> Transaction:
-        """Open a transaction at ``level``."""
-        txn = Transaction(self._next_txn_id, level, self.seq)
+        """Open a transaction at ``level`` (its snapshot, if any, comes with its first read
+        or write)."""
+        txn = Transaction(self._next_txn_id, level)
         self._next_txn_id += 1
-        if level == SERIALIZABLE:
-            self._serializable[txn] = None
         return txn
 
     def commit(self, txn: Transaction) -> int:
         """Make every write of ``txn`` visible at once and return the commit's sequence number.
 
         A transaction that changed nothing (it only read, or only deleted missing keys) makes
-        no new commit and gets the current number. A SERIALIZABLE transaction first checks that
-        nothing it read has changed since; if something has, it is rolled back and
+        no new commit, gets the current number and never fails. A SERIALIZABLE transaction
+        that changed something first checks that nothing it read has been committed by
+        another since its snapshot; if something has, it is rolled back and
         :class:`ConflictError` names the key.
         """
-        if txn.reads:
-            self._validate(txn)
-        owners, values = self._owners, self._values
+        owners, values, undo = self._owners, self._values, txn.undo
         writes = [
-            (key, values.get(key)) for key, before in txn.undo.items()
+            (key, values.get(key)) for key, before in undo.items()
             if before is not None or key in values  # deleting a missing key changes nothing
         ]
-        for key, before in txn.undo.items():
+        if writes and txn.reads:
+            self._validate(txn)
+        for key, before in undo.items():
             self._count_committed(key, before, values.get(key))
             del owners[key]
         self._finish(txn)
-        return self._committed(writes) if writes else self.seq
+        if not writes:
+            return self.seq
+        befores = [undo[key] for key, _ in writes] if self._versions.snapshots else None
+        return self._committed(writes, befores)
 
     def _validate(self, txn: Transaction) -> None:
-        versions = self._versions
-        for key, seen_at in txn.reads.items():
-            changed_at = versions.get(key, 0)
-            if changed_at > seen_at:
+        versions, snapshot = self._versions, txn.snapshot_seq
+        for key in txn.reads:
+            changed = versions.changed_after(key, snapshot)
+            if changed is not None:
                 self.rollback(txn)
                 raise ConflictError(
                     VALIDATION_CONFLICT,
-                    f"key '{key}' was changed by commit {changed_at} after this transaction "
-                    "read it; the transaction has been rolled back, retry it from START",
+                    f"key '{key}' was changed by commit {changed} after this transaction "
+                    f"read it at its snapshot (seq {snapshot}); the transaction has been "
+                    "rolled back, retry it from START",
                 )
 
-    def _committed(self, writes: list[Write]) -> int:
+    def _committed(self, writes: list[Write], befores: list[str | None] | None) -> int:
         self.seq += 1
         seq = self.seq
-        if self._serializable:
-            versions = self._versions
-            log = self._version_log
-            for key, _ in writes:
-                versions[key] = seq
-                log.append((seq, key))
+        if befores is not None:
+            self._record_versions(seq, writes, befores)
         if self.on_commit is not None:
             self.on_commit(seq, writes)
         return seq
+
+    def _record_versions(self, seq: int, writes: list[Write], befores: list[str | None]) -> None:
+        record = self._versions.record
+        for (key, _), before in zip(writes, befores):
+            record(seq, key, before)
 
     def rollback(self, txn: Transaction) -> None:
         """Discard every write of ``txn``: restore each before-image and release its keys."""
@@ -340,19 +481,5 @@ class Store:
 
     def _finish(self, txn: Transaction) -> None:
         txn.undo = {}
-        if txn in self._serializable:
-            del self._serializable[txn]
-            self._prune_versions()
-
-    def _prune_versions(self) -> None:
-        if not self._serializable:
-            self._versions.clear()
-            self._version_log.clear()
-            return
-        # Changes at or before the oldest open transaction's start can fail no validation.
-        horizon = next(iter(self._serializable)).begin_seq
-        log, versions = self._version_log, self._versions
-        while log and log[0][0] <= horizon:
-            seq, key = log.popleft()
-            if versions.get(key) == seq:
-                del versions[key]
+        if txn.snapshot_seq is not None:
+            self._versions.close(txn)
