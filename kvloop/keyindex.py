@@ -44,7 +44,9 @@ class SortedKeys:
         self._chunks: list[list[str]] = []
         self._maxes: list[str] = []
         self._len = 0
-        ordered = sorted(set(keys))
+        # A dict's or set's keys are unique already; sorted input sorts in linear time.
+        unique = isinstance(keys, (dict, set, frozenset, type({}.keys())))
+        ordered = sorted(keys if unique else set(keys))
         for start in range(0, len(ordered), CHUNK):
             chunk = ordered[start:start + CHUNK]
             self._chunks.append(chunk)
