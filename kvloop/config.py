@@ -103,6 +103,9 @@ def _ratio(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value >= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
