@@ -37,7 +37,8 @@ Write = tuple[str, Optional[str]]
 """One committed change: the key and its new value, ``None`` for a delete."""
 
 CommitHook = Callable[[int, list[Write]], None]
-"""Called with each commit's sequence number and changes, before the commit is acknowledged."""
+"""Called with each commit's sequence number and changes before the commit takes effect (the
+write-ahead log's append). If it raises, the commit is undone and the exception propagates."""
 
 WRITE_CONFLICT = "write_intent"
 FIRST_COMMITTER_CONFLICT = "first_committer"
@@ -171,8 +172,8 @@ class Store:
 
     ``seq`` is the number of the latest commit since the data was created (like etcd's
     revision): each commit that changes data takes the next number. ``on_commit``, if set, is
-    called with each commit's number and changes (the write-ahead log's hook); it gets
-    committed values only, never older versions.
+    called with each commit's number and changes before it takes effect (the write-ahead log's
+    hook; see :data:`CommitHook`); it gets committed values only, never older versions.
     """
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
@@ -187,6 +188,9 @@ class Store:
         self._owners: dict[str, Transaction] = {}
         self._next_txn_id = 1
         self._versions = Versions()
+        # Before-images of the commits the log has not made durable yet, oldest first; kept
+        # only after keep_undo_until_synced() (a persistent server), else None.
+        self._unsynced: list[tuple[int, list[Write]]] | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -337,9 +341,11 @@ class Store:
             if value is None and key not in self._values:
                 return  # deleting a missing key changes nothing: no commit
             before = self._values.get(key)
+            writes = [(key, value)]
+            seq = self._log_commit(writes)
             self._count_committed(key, before, value)
             self._set(key, value)
-            self._committed([(key, value)], [before] if self._versions.snapshots else None)
+            self._committed(seq, writes, [before])
             return
         if owner is None:
             if txn.uses_snapshot:
@@ -404,14 +410,22 @@ class Store:
         ]
         if writes and txn.reads:
             self._validate(txn)
+        if not writes:
+            seq = self.seq
+        else:
+            try:
+                seq = self._log_commit(writes)
+            except BaseException:
+                self.rollback(txn)
+                raise
+            befores = [undo[key] for key, _ in writes]
         for key, before in undo.items():
             self._count_committed(key, before, values.get(key))
             del owners[key]
         self._finish(txn)
-        if not writes:
-            return self.seq
-        befores = [undo[key] for key, _ in writes] if self._versions.snapshots else None
-        return self._committed(writes, befores)
+        if writes:
+            self._committed(seq, writes, befores)
+        return seq
 
     def _validate(self, txn: Transaction) -> None:
         versions, snapshot = self._versions, txn.snapshot_seq
@@ -426,14 +440,21 @@ class Store:
                     "rolled back, retry it from START",
                 )
 
-    def _committed(self, writes: list[Write], befores: list[str | None] | None) -> int:
-        self.seq += 1
-        seq = self.seq
-        if befores is not None:
-            self._record_versions(seq, writes, befores)
+    def _log_commit(self, writes: list[Write]) -> int:
+        """The next seq, once ``on_commit`` (the log) has taken the commit; if it raises,
+        nothing has changed."""
+        seq = self.seq + 1
         if self.on_commit is not None:
             self.on_commit(seq, writes)
         return seq
+
+    def _committed(self, seq: int, writes: list[Write], befores: list[str | None]) -> None:
+        self.seq = seq
+        if self._versions.snapshots:
+            self._record_versions(seq, writes, befores)
+        if self._unsynced is not None:
+            self._unsynced.append((seq, [(key, before) for (key, _), before
+                                         in zip(writes, befores)]))
 
     def _record_versions(self, seq: int, writes: list[Write], befores: list[str | None]) -> None:
         record = self._versions.record
@@ -452,3 +473,63 @@ class Store:
         txn.undo = {}
         if txn.snapshot_seq is not None:
             self._versions.close(txn)
+
+    # -- durability ----------------------------------------------------------------------
+
+    def install_committed(self, values: dict[str, str], seq: int,
+                          data_bytes: int | None = None) -> None:
+        """Replace all data with ``values`` as of commit ``seq`` (loading a snapshot).
+
+        No transaction may be open; no hook runs. ``data_bytes`` may be given when known.
+        Keys that arrive in sorted order index in linear time.
+        """
+        assert not self._owners, "install_committed with transactions open"
+        self._values = values
+        self._keys = SortedKeys(values)
+        self._key_count = len(values)
+        if data_bytes is None:
+            data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in values.items())
+        self.data_bytes = data_bytes
+        self.seq = seq
+
+    def replay_commit(self, seq: int, writes: list[Write]) -> None:
+        """Apply a commit read back from the log (recovery): no intents, no hook."""
+        values = self._values
+        for key, value in writes:
+            self._count_committed(key, values.get(key), value)
+            self._set(key, value)
+        self.seq = seq
+
+    def keep_undo_until_synced(self) -> None:
+        """From now on keep each commit's before-images until :meth:`synced`, so that
+        :meth:`undo_unsynced` can take back commits the log failed to make durable."""
+        self._unsynced = []
+
+    def synced(self) -> None:
+        """Every commit so far is durable: forget their before-images."""
+        if self._unsynced:
+            self._unsynced = []
+
+    def undo_unsynced(self) -> int:
+        """Take back every commit since the last :meth:`synced`, newest first; return how many.
+
+        A key that an open transaction has written since keeps that write: the restored
+        value becomes its before-image instead. (Version records of the commits taken back
+        stay: they can only make a later write CONFLICT, and a server that takes commits
+        back accepts no more writes.)
+        """
+        undone = self._unsynced or []
+        if self._unsynced is not None:
+            self._unsynced = []
+        owners, values = self._owners, self._values
+        for seq, befores in reversed(undone):
+            for key, before in befores:
+                owner = owners.get(key)
+                if owner is not None:
+                    self._count_committed(key, owner.undo[key], before)
+                    owner.undo[key] = before
+                else:
+                    self._count_committed(key, values.get(key), before)
+                    self._set(key, before)
+            self.seq = seq - 1
+        return len(undone)
