@@ -26,11 +26,15 @@ method needs a lock.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate, islice
+from operator import add
 from typing import Callable, NamedTuple, Optional
 
 from . import errors
 from .errors import CommandError
-from .keyindex import SortedKeys
+from .keyindex import SortedKeys, prefix_end
 from .transaction import Transaction
 
 Write = tuple[str, Optional[str]]
@@ -256,44 +260,71 @@ class Store:
 
     def scan(self, prefix: str = "", after: str | None = None, limit: int = 100,
              txn: Transaction | None = None, *, values: bool = False,
-             max_bytes: int | None = None) -> ScanPage:
+             max_chars: int | None = None) -> ScanPage:
         """The keys ``txn`` (or an autocommit read) sees that start with ``prefix`` and sort
         after ``after``, in code-point order: at most ``limit`` of them, and fewer if their
-        text (keys, plus values when ``values``) passes ``max_bytes`` (one key at least).
+        text (keys, plus values when ``values``) reaches ``max_chars`` characters (the page
+        still holds one key at least).
 
         Visibility is :meth:`get`'s. ``more`` is exact: True only if another visible key
         follows. The work is O(log n + keys returned + this transaction's own writes): every
         key in the index is visible to all but a transaction that deleted it itself.
         """
         if after is not None and after >= prefix:
-            candidates = self._keys.iter_from(after, inclusive=False)
+            candidates = self._keys.iter_from(after, False, prefix_end(prefix))
         else:
-            candidates = self._keys.iter_from(prefix)
-        if txn is not None and txn.undo:
-            candidates = heapq.merge(candidates, self._own_creations(txn, prefix, after))
+            candidates = self._keys.iter_from(prefix, True, prefix_end(prefix))
+        if txn is None or not txn.undo:
+            keys, found = self._scan_committed(candidates, limit + 1)
+        else:
+            own = self._own_creations(txn, prefix, after)
+            keys, found = self._scan_own_view(heapq.merge(candidates, own), limit + 1, txn)
+        more = len(keys) > limit
+        if max_chars is not None:
+            sizes = accumulate(map(len, keys))
+            if values:
+                sizes = map(add, sizes, accumulate(map(len, found)))
+            cut = bisect_left(list(islice(sizes, limit)), max_chars) + 1
+            if cut <= limit and cut < len(keys):
+                more = True
+                limit = cut
+        if more:
+            del keys[limit:]
+            del found[limit:]
+        if txn is not None and txn.reads is not None:
+            self._note_scan_reads(txn, keys)
+        return ScanPage(keys, found if values else None, more)
+
+    def _scan_committed(self, candidates: Iterator[str], count: int) -> tuple[list[str], list[str]]:
+        """The first ``count`` keys of ``candidates`` and the values everyone but their
+        writers sees: every indexed key is visible, under an intent as its before-image."""
+        keys = list(islice(candidates, count))
+        found = list(map(self._values.get, keys))  # a key under an intent: fixed below
+        owners = self._owners
+        if owners and not owners.keys().isdisjoint(keys):
+            for at, key in enumerate(keys):
+                owner = owners.get(key)
+                if owner is not None:
+                    found[at] = owner.undo[key]
+        return keys, found
+
+    def _scan_own_view(self, candidates: Iterator[str], count: int,
+                       txn: Transaction) -> tuple[list[str], list[str]]:
+        """Like :meth:`_scan_committed` for a transaction that has written: its own values,
+        its own deletions skipped."""
         owners, committed = self._owners, self._values
         keys: list[str] = []
         found: list[str] = []
-        budget = max_bytes if max_bytes is not None else -1
-        more = False
         for key in candidates:
-            if not key.startswith(prefix):
-                break
             owner = owners.get(key)
             value = committed.get(key) if owner is None or owner is txn else owner.undo[key]
             if value is None:
                 continue  # deleted by txn itself
-            if len(keys) == limit or (budget == 0 and keys):
-                more = True
-                break
             keys.append(key)
             found.append(value)
-            if budget > 0:
-                used = text_bytes(key) + (text_bytes(value) if values else 0)
-                budget = max(budget - used, 0)
-        if txn is not None and txn.reads is not None:
-            self._note_scan_reads(txn, keys)
-        return ScanPage(keys, found if values else None, more)
+            if len(keys) == count:
+                break
+        return keys, found
 
     def _own_creations(self, txn: Transaction, prefix: str, after: str | None) -> list[str]:
         """The keys ``txn`` created (not committed yet) in the range of a scan, sorted."""
