@@ -11,13 +11,17 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
                     range reads (SCAN)
     keyindex.py     SortedKeys: the committed keys in order, a list of sorted chunks
     stats.py        the counters behind STATS
+    logformat.py    the data files' bytes: headers, records (length + CRC32), commits, snapshots
+    datafiles.py    the data folder: lock, log segments, snapshots, recovery, retiring old files
+    wal.py          the running log: group commit, fsync modes, compaction child, READONLY
     config.py       Settings (one dataclass) and the server's command line
     server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
     client.py       the Python client API (Client, errors with the server's codes)
     cli.py          client.py's interactive prompt and script runner
     bench.py        ``python -m kvloop.bench``: a multi-process load generator (ops/s, latency)
 
-Everything but server.py, client.py, cli.py and bench.py does no IO and is tested without sockets.
+Everything but server.py, datafiles.py, wal.py, client.py, cli.py and bench.py does no IO and
+is tested without sockets or files.
 """
 
 from .client import (

@@ -29,6 +29,7 @@ from .session import Session
 from .stats import Stats
 from .store import ConflictError, Store, text_bytes
 from .transaction import LEVELS, parse_level
+from .wal import MemoryOnly, Persistence, ReadOnlyError
 
 log = logging.getLogger("kvloop.commands")
 
@@ -42,9 +43,11 @@ ECHO_LIMIT = 64
 # keys is a few hundred KiB and a few milliseconds of work, short enough not to hold up others.
 SCAN_DEFAULT_LIMIT = 100
 SCAN_MAX_LIMIT = 10_000
-# A SCAN page stops early (with "more": true) once its keys and values pass this many bytes,
-# so a page of large values stays about the size of the largest request line (1 MiB default).
-SCAN_PAGE_BYTES = 1024 * 1024
+# A SCAN page stops early (with "more": true) once its keys and values reach this many
+# characters, so one SCAN builds at most a few hundred KiB of reply (a few milliseconds of work,
+# whatever LIMIT and the values' sizes are); its reply is then at most ~1 MiB even for 4-byte
+# characters.
+SCAN_PAGE_CHARS = 256 * 1024
 SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in any order, each once)"
 
 
@@ -56,10 +59,12 @@ class CommandExecutor:
     """Runs request lines against the store for many sessions, one command at a time."""
 
     def __init__(self, settings: Settings, store: Store | None = None,
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None, persistence: Persistence | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else Store()
         self.stats = stats if stats is not None else Stats()
+        # The write-ahead log (or MemoryOnly): STATS reads it, writes check it is writable.
+        self.persistence = persistence if persistence is not None else MemoryOnly()
         self._next_session_id = 1
 
     # -- sessions ------------------------------------------------------------------------
@@ -146,6 +151,12 @@ class CommandExecutor:
             )
         return key
 
+    def check_writable(self) -> None:
+        """READONLY if the log could not be written: no write is accepted until restart."""
+        reason = self.persistence.readonly
+        if reason is not None:
+            raise ReadOnlyError(reason)
+
     def rollback(self, session: Session) -> None:
         """Roll back the session's open transaction."""
         txn = session.txn
@@ -189,6 +200,7 @@ def cmd_put(db: CommandExecutor, session: Session, rest: str) -> bytes:
         raise CommandError(errors.BAD_REQUEST,
                            f"PUT {_quote(key)} has no value; usage: PUT key value "
                            "(the value must not be empty)")
+    db.check_writable()
     db.store.put(key, value, session.txn)
     return encode_ok()
 
@@ -205,6 +217,7 @@ def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
 def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """DEL key: delete; a missing key is fine."""
     key = _one_key(db, rest, "DEL key")
+    db.check_writable()
     db.store.delete(key, session.txn)
     return encode_ok()
 
@@ -241,19 +254,21 @@ def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
     except ConflictError:
         db.stats.rolled_back[txn.level] += 1
         raise
+    except CommandError as exc:  # from the log (READONLY, TOO_LARGE): the store rolled back
+        db.stats.rolled_back[txn.level] += 1
+        raise CommandError(exc.code, exc.mesg.replace(
+            "nothing was changed", "the transaction was rolled back")) from None
     except Exception:
         log.exception("COMMIT failed with an unexpected error (client %s)", session.peer)
-        applied = not txn.undo  # the store drops the undo log once the writes are visible
-        if not applied:
+        if txn.undo:  # the store rolls back when logging fails; anything else, here
             db.store.rollback(txn)
-            db.stats.rolled_back[txn.level] += 1
+        db.stats.rolled_back[txn.level] += 1
         db.stats.errors[errors.INTERNAL] += 1
-        outcome = ("its writes (if any) were applied" if applied else
-                   "the transaction was rolled back: none of its writes were applied")
         return encode_error(
             errors.INTERNAL,
-            f"COMMIT hit an unexpected error; {outcome}; the error was logged, and the "
-            "connection is still usable with no transaction open",
+            "COMMIT hit an unexpected error; the transaction was rolled back: none of its "
+            "writes were applied; the error was logged, and the connection is still usable "
+            "with no transaction open",
         )
     db.stats.committed[txn.level] += 1
     return encode_result({"seq": seq})
@@ -325,9 +340,7 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "by_level": by_level,
             "versions": store.version_stats(),
         },
-        "persistence": "memory",
-        "log_bytes": 0,
-        "fsyncs": 0,
+        **db.persistence.stats(),
     })
 
 
@@ -376,7 +389,7 @@ def cmd_scan(db: CommandExecutor, session: Session, rest: str) -> bytes:
     {"keys": [...], "more": bool} (+ "values": [...])."""
     prefix, after, limit, values = _parse_scan(db, rest)
     page = db.store.scan(prefix, after, limit, session.txn, values=values,
-                         max_bytes=SCAN_PAGE_BYTES)
+                         max_chars=SCAN_PAGE_CHARS)
     result: dict[str, object] = {"keys": page.keys, "more": page.more}
     if values:
         result["values"] = page.values

@@ -17,6 +17,11 @@ DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 # Keys are identifiers, not data; 1 KiB is generous and keeps key scans cheap.
 DEFAULT_MAX_KEY_BYTES = 1024
 DEFAULT_DATA_DIR = "./kvloop-data"
+FSYNC_MODES = ("always", "everysec", "no")
+# Compact once the log passes 1 MiB and twice the last snapshot: small enough that the folder
+# stays a few times the live data, big enough that a busy server does not fork constantly.
+DEFAULT_COMPACT_MIN_BYTES = 1024 * 1024
+DEFAULT_COMPACT_RATIO = 2.0
 PASSWORD_ENV = "KVLOOP_PASSWORD"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -33,14 +38,20 @@ class Settings:
     max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
     in_memory: bool = False
     data_dir: str = DEFAULT_DATA_DIR
+    fsync: str = "always"
+    compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES
+    compact_ratio: float = DEFAULT_COMPACT_RATIO
     password: str | None = field(default=None, repr=False)
     allow_insecure: bool = False
 
     def describe(self) -> str:
         """The effective settings as one log-friendly line, secrets left out."""
-        storage = "memory only"
-        if not self.in_memory:
-            storage += f" (--data-dir {self.data_dir} is not used yet: nothing is persisted)"
+        if self.in_memory:
+            storage = "memory only (--in-memory: nothing is persisted)"
+        else:
+            storage = (f"{self.data_dir} fsync={self.fsync} "
+                       f"compact_min_bytes={self.compact_min_bytes} "
+                       f"compact_ratio={self.compact_ratio:g}")
         return (
             f"isolation={self.isolation} max_line_bytes={self.max_line_bytes} "
             f"max_key_bytes={self.max_key_bytes} password={'set' if self.password else 'none'} "
@@ -55,6 +66,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text}")
     return value
 
 
@@ -95,9 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-key-bytes", type=_positive_int, default=DEFAULT_MAX_KEY_BYTES,
                    help="longest key accepted (default %(default)s)")
     p.add_argument("--in-memory", action="store_true",
-                   help="keep data in memory only (this version always does)")
+                   help="keep data in memory only: nothing is written to disk")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                   help="folder for the data files (default %(default)s; not used yet)")
+                   help="folder for the log and snapshots (default %(default)s)")
+    p.add_argument("--fsync", choices=FSYNC_MODES, default="always", type=str.lower,
+                   help="when the log is fsynced: always (before every reply; default), "
+                   "everysec (once a second: a crash of the machine may lose the last second), "
+                   "no (the kernel decides)")
+    p.add_argument("--compact-min-bytes", type=_positive_int, default=DEFAULT_COMPACT_MIN_BYTES,
+                   help="compact the log once it is over this size (default %(default)s) ...")
+    p.add_argument("--compact-ratio", type=_ratio, default=DEFAULT_COMPACT_RATIO,
+                   help="... and over this many times the last snapshot (default %(default)s)")
     p.add_argument("--password-file", metavar="FILE",
                    help=f"require AUTH with the password in FILE (or set ${PASSWORD_ENV})")
     p.add_argument("--allow-insecure", action="store_true",
@@ -121,7 +150,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     settings = Settings(
         host=args.host, port=args.port, isolation=args.isolation, log_level=args.log_level,
         max_line_bytes=args.max_line_bytes, max_key_bytes=args.max_key_bytes,
-        in_memory=args.in_memory, data_dir=args.data_dir, password=password,
+        in_memory=args.in_memory, data_dir=args.data_dir, fsync=args.fsync,
+        compact_min_bytes=args.compact_min_bytes, compact_ratio=args.compact_ratio,
+        password=password,
         allow_insecure=args.allow_insecure,
     )
     if not is_loopback(settings.host) and not settings.password and not settings.allow_insecure:

@@ -4,8 +4,9 @@ It only moves bytes. Each readable socket's bytes go into its connection's
 :class:`~kvloop.protocol.LineReader`; every complete line is run by the
 :class:`~kvloop.commands.CommandExecutor` and its reply appended to the connection's output
 buffer. Replies are sent once per loop turn, after every event of the turn has been handled:
-that is where the write-ahead log's group commit will sync, before any reply leaves, and it
-gives pipelining clients one ``send`` for a whole batch of replies.
+that is where the write-ahead log's group commit syncs (:mod:`kvloop.wal`), before any reply
+leaves, and it gives pipelining clients one ``send`` for a whole batch of replies. Replies made
+while commits wait for that sync are *held* apart from the bytes already safe to send.
 
 A client that does not read its replies is paused: once its output buffer passes
 ``OUTPUT_PAUSE_BYTES`` its remaining lines wait and the server stops reading from it, until
@@ -27,8 +28,11 @@ from typing import Callable
 
 from .commands import CommandExecutor
 from .config import Settings, format_address, parse_settings
+from .datafiles import DataDirError
 from .protocol import LineReader
 from .session import Session
+from .store import Store
+from .wal import open_persistence, unacknowledged_reply
 
 log = logging.getLogger("kvloop.server")
 
@@ -56,9 +60,13 @@ WRITE = selectors.EVENT_WRITE
 
 
 class Connection:
-    """One client socket with its input framing, output buffer and session."""
+    """One client socket with its input framing, output buffer and session.
 
-    __slots__ = ("sock", "peer", "reader", "out", "session", "events")
+    ``out`` holds bytes safe to send; ``held`` the replies of this loop turn that wait for the
+    log's group commit (they move to ``out``, or become errors if the log fails).
+    """
+
+    __slots__ = ("sock", "peer", "reader", "out", "held", "session", "events")
 
     def __init__(self, sock: socket.socket, peer: str, reader: LineReader,
                  session: Session) -> None:
@@ -66,6 +74,7 @@ class Connection:
         self.peer = peer
         self.reader = reader
         self.out = bytearray()
+        self.held: list[bytes] = []
         self.session = session
         self.events = READ
 
@@ -121,6 +130,7 @@ class Server:
     def __init__(self, settings: Settings, executor: CommandExecutor | None = None) -> None:
         self.settings = settings
         self.executor = executor if executor is not None else CommandExecutor(settings)
+        self.persistence = self.executor.persistence
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
@@ -165,6 +175,7 @@ class Server:
     def serve_forever(self) -> None:
         """Run the loop until :meth:`request_stop`, then shut down cleanly."""
         select = self._selector.select
+        self._maintain_persistence()
         while not self._stopping:
             for key, mask in select(0 if self._resume else self._timers.timeout()):
                 target = key.data
@@ -188,6 +199,8 @@ class Server:
         self._selector.unregister(self._wake_r)
         for sock in list(self._lingering):
             self._end_linger(sock)
+        for conn in self._connections:  # nothing more is read: only replies are sent now
+            self._set_events(conn, WRITE if conn.out else 0)
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         while time.monotonic() < deadline:
             pending = [c for c in self._connections if c.out or c.paused()]
@@ -196,6 +209,8 @@ class Server:
             for conn in pending:
                 if not conn.out:
                     self._run_lines(conn)
+            self._release_held(pending)
+            for conn in pending:
                 self._set_events(conn, WRITE if conn.out else 0)
             timeout = max(0.0, deadline - time.monotonic())
             for key, _ in self._selector.select(timeout):
@@ -205,6 +220,7 @@ class Server:
             if conn.session.txn is not None:
                 log.info("rolling back the open transaction of client %s", conn.peer)
             self._close(conn)
+        self.persistence.close()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -291,19 +307,26 @@ class Server:
         """Run the connection's complete lines in order, until its output passes the pause
         mark (the rest wait for the client to read)."""
         execute = self.executor.execute
-        session, reader, out = conn.session, conn.reader, conn.out
-        while not session.closing and len(out) < OUTPUT_PAUSE_BYTES:
+        persistence = self.persistence
+        session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
+        held_bytes = sum(map(len, held))
+        while not session.closing and len(out) + held_bytes < OUTPUT_PAUSE_BYTES:
             line = reader.next_line()
             if line is None:
                 break
             reply = execute(session, line)
             if reply is not None:
-                out += reply
+                if persistence.pending:  # a commit of this turn is not durable yet
+                    held.append(reply)
+                    held_bytes += len(reply)
+                else:
+                    out += reply
 
     # -- output --------------------------------------------------------------------------
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
+        self._release_held(dirty)
         for conn in dirty:
             if conn not in self._connections:
                 continue
@@ -319,6 +342,23 @@ class Server:
                 log.exception("unexpected error sending to client %s; closing its connection",
                               conn.peer)
                 self._close(conn)
+
+    def _release_held(self, conns: list[Connection]) -> None:
+        """Group commit: make this turn's commits durable, then let their replies out (or, if
+        the log failed, answer each held reply with an error instead)."""
+        failure = self.persistence.sync()
+        for conn in conns:
+            if conn.held:
+                if failure is None:
+                    conn.out += b"".join(conn.held)
+                else:
+                    conn.out += unacknowledged_reply(failure) * len(conn.held)
+                conn.held.clear()
+
+    def _maintain_persistence(self) -> None:
+        delay = self.persistence.maintain()
+        if delay is not None and not self._stopping:
+            self._timers.call_later(delay, self._maintain_persistence)
 
     def _send(self, conn: Connection) -> None:
         if not conn.out:
@@ -410,12 +450,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server from the command line; returns the exit status."""
     settings = parse_settings(argv)
     configure_logging(settings.log_level)
-    server = Server(settings)
+    store = Store()
+    try:
+        persistence = open_persistence(settings, store)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return 1
+    server = Server(settings, CommandExecutor(settings, store, persistence=persistence))
     try:
         address = server.listen()
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(settings.host, settings.port),
                   exc.strerror or exc)
+        persistence.close()
         return 1
     server.install_signal_handlers()
     log.info("listening on %s (%s)", address, settings.describe())

@@ -26,18 +26,23 @@ method needs a lock.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate, islice
+from operator import add
 from typing import Callable, NamedTuple, Optional
 
 from . import errors
 from .errors import CommandError
-from .keyindex import SortedKeys
+from .keyindex import SortedKeys, prefix_end
 from .transaction import Transaction
 
 Write = tuple[str, Optional[str]]
 """One committed change: the key and its new value, ``None`` for a delete."""
 
 CommitHook = Callable[[int, list[Write]], None]
-"""Called with each commit's sequence number and changes, before the commit is acknowledged."""
+"""Called with each commit's sequence number and changes before the commit takes effect (the
+write-ahead log's append). If it raises, the commit is undone and the exception propagates."""
 
 WRITE_CONFLICT = "write_intent"
 FIRST_COMMITTER_CONFLICT = "first_committer"
@@ -165,8 +170,8 @@ class Store:
 
     ``seq`` is the number of the latest commit since the data was created (like etcd's
     revision): each commit that changes data takes the next number. ``on_commit``, if set, is
-    called with each commit's number and changes (the write-ahead log's hook); it gets
-    committed values only, never older versions.
+    called with each commit's number and changes before it takes effect (the write-ahead log's
+    hook; see :data:`CommitHook`); it gets committed values only, never older versions.
     """
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
@@ -181,7 +186,9 @@ class Store:
         self._owners: dict[str, Transaction] = {}
         self._next_txn_id = 1
         self._versions = Versions()
-        self._snapshots = self._versions.snapshots  # the same dict: one lookup on hot paths
+        # Before-images of the commits the log has not made durable yet, oldest first; kept
+        # only after keep_undo_until_synced() (a persistent server), else None.
+        self._unsynced: list[tuple[int, list[Write]]] | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -247,44 +254,71 @@ class Store:
 
     def scan(self, prefix: str = "", after: str | None = None, limit: int = 100,
              txn: Transaction | None = None, *, values: bool = False,
-             max_bytes: int | None = None) -> ScanPage:
+             max_chars: int | None = None) -> ScanPage:
         """The keys ``txn`` (or an autocommit read) sees that start with ``prefix`` and sort
         after ``after``, in code-point order: at most ``limit`` of them, and fewer if their
-        text (keys, plus values when ``values``) passes ``max_bytes`` (one key at least).
+        text (keys, plus values when ``values``) reaches ``max_chars`` characters (the page
+        still holds one key at least).
 
         Visibility is :meth:`get`'s. ``more`` is exact: True only if another visible key
         follows. The work is O(log n + keys returned + this transaction's own writes): every
         key in the index is visible to all but a transaction that deleted it itself.
         """
         if after is not None and after >= prefix:
-            candidates = self._keys.iter_from(after, inclusive=False)
+            candidates = self._keys.iter_from(after, False, prefix_end(prefix))
         else:
-            candidates = self._keys.iter_from(prefix)
-        if txn is not None and txn.undo:
-            candidates = heapq.merge(candidates, self._own_creations(txn, prefix, after))
+            candidates = self._keys.iter_from(prefix, True, prefix_end(prefix))
+        if txn is None or not txn.undo:
+            keys, found = self._scan_committed(candidates, limit + 1)
+        else:
+            own = self._own_creations(txn, prefix, after)
+            keys, found = self._scan_own_view(heapq.merge(candidates, own), limit + 1, txn)
+        more = len(keys) > limit
+        if max_chars is not None:
+            sizes = accumulate(map(len, keys))
+            if values:
+                sizes = map(add, sizes, accumulate(map(len, found)))
+            cut = bisect_left(list(islice(sizes, limit)), max_chars) + 1
+            if cut <= limit and cut < len(keys):
+                more = True
+                limit = cut
+        if more:
+            del keys[limit:]
+            del found[limit:]
+        if txn is not None and txn.reads is not None:
+            self._note_scan_reads(txn, keys)
+        return ScanPage(keys, found if values else None, more)
+
+    def _scan_committed(self, candidates: Iterator[str], count: int) -> tuple[list[str], list[str]]:
+        """The first ``count`` keys of ``candidates`` and the values everyone but their
+        writers sees: every indexed key is visible, under an intent as its before-image."""
+        keys = list(islice(candidates, count))
+        found = list(map(self._values.get, keys))  # a key under an intent: fixed below
+        owners = self._owners
+        if owners and not owners.keys().isdisjoint(keys):
+            for at, key in enumerate(keys):
+                owner = owners.get(key)
+                if owner is not None:
+                    found[at] = owner.undo[key]
+        return keys, found
+
+    def _scan_own_view(self, candidates: Iterator[str], count: int,
+                       txn: Transaction) -> tuple[list[str], list[str]]:
+        """Like :meth:`_scan_committed` for a transaction that has written: its own values,
+        its own deletions skipped."""
         owners, committed = self._owners, self._values
         keys: list[str] = []
         found: list[str] = []
-        budget = max_bytes if max_bytes is not None else -1
-        more = False
         for key in candidates:
-            if not key.startswith(prefix):
-                break
             owner = owners.get(key)
             value = committed.get(key) if owner is None or owner is txn else owner.undo[key]
             if value is None:
                 continue  # deleted by txn itself
-            if len(keys) == limit or (budget == 0 and keys):
-                more = True
-                break
             keys.append(key)
             found.append(value)
-            if budget > 0:
-                used = text_bytes(key) + (text_bytes(value) if values else 0)
-                budget = max(budget - used, 0)
-        if txn is not None and txn.reads is not None:
-            self._note_scan_reads(txn, keys)
-        return ScanPage(keys, found if values else None, more)
+            if len(keys) == count:
+                break
+        return keys, found
 
     def _own_creations(self, txn: Transaction, prefix: str, after: str | None) -> list[str]:
         """The keys ``txn`` created (not committed yet) in the range of a scan, sorted."""
@@ -332,9 +366,11 @@ class Store:
             if value is None and key not in self._values:
                 return  # deleting a missing key changes nothing: no commit
             before = self._values.get(key)
+            writes = [(key, value)]
+            seq = self._log_commit(writes)
             self._count_committed(key, before, value)
             self._set(key, value)
-            self._committed([(key, value)], [before] if self._snapshots else None)
+            self._committed(seq, writes, [before])
             return
         if owner is None:
             if txn.uses_snapshot:
@@ -399,14 +435,22 @@ class Store:
         ]
         if writes and txn.reads:
             self._validate(txn)
+        if not writes:
+            seq = self.seq
+        else:
+            try:
+                seq = self._log_commit(writes)
+            except BaseException:
+                self.rollback(txn)
+                raise
+            befores = [undo[key] for key, _ in writes]
         for key, before in undo.items():
             self._count_committed(key, before, values.get(key))
             del owners[key]
         self._finish(txn)
-        if not writes:
-            return self.seq
-        befores = [undo[key] for key, _ in writes] if self._snapshots else None
-        return self._committed(writes, befores)
+        if writes:
+            self._committed(seq, writes, befores)
+        return seq
 
     def _validate(self, txn: Transaction) -> None:
         versions, snapshot = self._versions, txn.snapshot_seq
@@ -421,14 +465,21 @@ class Store:
                     "rolled back, retry it from START",
                 )
 
-    def _committed(self, writes: list[Write], befores: list[str | None] | None) -> int:
-        self.seq += 1
-        seq = self.seq
-        if befores is not None:
-            self._record_versions(seq, writes, befores)
+    def _log_commit(self, writes: list[Write]) -> int:
+        """The next seq, once ``on_commit`` (the log) has taken the commit; if it raises,
+        nothing has changed."""
+        seq = self.seq + 1
         if self.on_commit is not None:
             self.on_commit(seq, writes)
         return seq
+
+    def _committed(self, seq: int, writes: list[Write], befores: list[str | None]) -> None:
+        self.seq = seq
+        if self._versions.snapshots:
+            self._record_versions(seq, writes, befores)
+        if self._unsynced is not None:
+            self._unsynced.append((seq, [(key, before) for (key, _), before
+                                         in zip(writes, befores)]))
 
     def _record_versions(self, seq: int, writes: list[Write], befores: list[str | None]) -> None:
         record = self._versions.record
@@ -447,3 +498,63 @@ class Store:
         txn.undo = {}
         if txn.snapshot_seq is not None:
             self._versions.close(txn)
+
+    # -- durability ----------------------------------------------------------------------
+
+    def install_committed(self, values: dict[str, str], seq: int,
+                          data_bytes: int | None = None) -> None:
+        """Replace all data with ``values`` as of commit ``seq`` (loading a snapshot).
+
+        No transaction may be open; no hook runs. ``data_bytes`` may be given when known.
+        Keys that arrive in sorted order index in linear time.
+        """
+        assert not self._owners, "install_committed with transactions open"
+        self._values = values
+        self._keys = SortedKeys(values)
+        self._key_count = len(values)
+        if data_bytes is None:
+            data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in values.items())
+        self.data_bytes = data_bytes
+        self.seq = seq
+
+    def replay_commit(self, seq: int, writes: list[Write]) -> None:
+        """Apply a commit read back from the log (recovery): no intents, no hook."""
+        values = self._values
+        for key, value in writes:
+            self._count_committed(key, values.get(key), value)
+            self._set(key, value)
+        self.seq = seq
+
+    def keep_undo_until_synced(self) -> None:
+        """From now on keep each commit's before-images until :meth:`synced`, so that
+        :meth:`undo_unsynced` can take back commits the log failed to make durable."""
+        self._unsynced = []
+
+    def synced(self) -> None:
+        """Every commit so far is durable: forget their before-images."""
+        if self._unsynced:
+            self._unsynced = []
+
+    def undo_unsynced(self) -> int:
+        """Take back every commit since the last :meth:`synced`, newest first; return how many.
+
+        A key that an open transaction has written since keeps that write: the restored
+        value becomes its before-image instead. (Version records of the commits taken back
+        stay: they can only make a later write CONFLICT, and a server that takes commits
+        back accepts no more writes.)
+        """
+        undone = self._unsynced or []
+        if self._unsynced is not None:
+            self._unsynced = []
+        owners, values = self._owners, self._values
+        for seq, befores in reversed(undone):
+            for key, before in befores:
+                owner = owners.get(key)
+                if owner is not None:
+                    self._count_committed(key, owner.undo[key], before)
+                    owner.undo[key] = before
+                else:
+                    self._count_committed(key, values.get(key), before)
+                    self._set(key, before)
+            self.seq = seq - 1
+        return len(undone)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -171,3 +172,24 @@ def test_auth_from_an_environment_variable(start_server):
     assert report["units"] == 20 and report["errors"] == 0
     result = run_bench("-p", str(server.port), "--password-env", "NO_SUCH_VARIABLE_SET")
     assert result.returncode == 2 and "NO_SUCH_VARIABLE_SET" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_the_c_generator_counts_what_the_server_counts(server, tmp_path):
+    binary = tmp_path / "loadgen"
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(ROOT / "benchmarks" / "loadgen.c")],
+                   check=True, timeout=60)
+    done = subprocess.run([str(binary), "-p", str(server.port), "-c", "4", "-P", "3",
+                           "-k", "100", "--get-pct", "50", "--prefill", "-d", "0.3",
+                           "--server-pid", str(server.proc.pid)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    fields = {key: float(value) for key, value in
+              (part.split("=", 1) for part in done.stdout.split())}
+    commands = stats(server)["commands"]
+    assert commands["GET"] + commands["PUT"] == fields["replies"] + 100
+    assert commands["GET"] > 0 and commands["PUT"] > 100
+    assert 0 < fields["units"] <= fields["replies"]
+    assert fields["error_replies"] == 0
+    assert 0 < fields["p50_us"] <= fields["p99_us"] <= fields["p999_us"] <= fields["max_us"]
+    assert fields["server_cpu_pct"] > 0

@@ -241,14 +241,17 @@ class TestTransactions:
         assert store.commit(txn) == 2
         assert calls == [(1, [("a", "1")]), (2, [("a", None)])]
 
-    def test_on_commit_sees_the_new_state(self):
+    def test_on_commit_runs_before_the_commit_takes_effect(self):
+        """The log is appended first: others still see the before-image during the hook."""
         seen = []
         store = Store()
-        store.on_commit = lambda seq, writes: seen.append((store.seq, store.get("k")))
+        store.on_commit = lambda seq, writes: seen.append((seq, store.seq, store.get("k")))
         txn = store.begin(READ_COMMITTED)
         store.put("k", "v", txn)
         store.commit(txn)
-        assert seen == [(1, "v")]
+        store.put("k", "w")
+        assert seen == [(1, 0, None), (2, 1, "v")]
+        assert store.get("k") == "w"
 
 
 # -- accounting ---------------------------------------------------------------------------
