@@ -329,29 +329,30 @@ def report(rows: list[Row], args: argparse.Namespace, cpus: tuple[int | None, in
         f"{platform.python_version()}; servers on CPU {cpus[0]}, generator on CPU {cpus[1]}; "
         f"medians of {args.runs} runs of {args.seconds:g} s",
         "",
-        "| row | kvloop | redis-server | ratio (kvloop/redis) | kvloop server CPU/op | "
-        "redis server CPU/op |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| row | kvloop | redis-server | ratio (kvloop/redis) | "
+        "server CPU per op, kvloop / redis (ratio) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         kv, rd = row.median("kvloop"), row.median("redis")
         ratio = kv / rd if rd else float("nan")
-        cpu = ["", ""]
+        cpu = ""
         if row.figure == "ops_per_sec":
-            cpu = [f"{_cpu_per_op(row, name):.2f} us" for name in ("kvloop", "redis")]
+            kv_cpu, rd_cpu = _cpu_per_op(row, "kvloop"), _cpu_per_op(row, "redis")
+            cpu = f"{kv_cpu:.2f} / {rd_cpu:.2f} us ({kv_cpu / rd_cpu:.2f}x)"
         lines.append(f"| {row.label} | {_fmt(kv, row.unit)} | {_fmt(rd, row.unit)} | "
-                     f"{ratio:.2f}x | {cpu[0]} | {cpu[1]} |")
+                     f"{ratio:.2f}x | {cpu} |")
         if row.figure == "bytes_per_key":
             kv_rss, rd_rss = row.median("kvloop", "rss_per_key"), row.median("redis",
                                                                              "rss_per_key")
             lines.append(f"| (resident memory growth per key) | {kv_rss:,.0f} bytes | "
-                         f"{rd_rss:,.0f} bytes | {kv_rss / rd_rss:.2f}x | | |")
+                         f"{rd_rss:,.0f} bytes | {kv_rss / rd_rss:.2f}x | |")
         if row.figure == "slowdown":
             lines.append(
                 f"| (lone client p50 idle / held) | {row.median('kvloop', 'idle_us'):.0f} / "
                 f"{row.median('kvloop', 'held_us'):.0f} us | "
                 f"{row.median('redis', 'idle_us'):.0f} / {row.median('redis', 'held_us'):.0f}"
-                f" us | | | |")
+                f" us | | |")
     others = [r["other_cpu_pct"] for row in rows for runs in row.runs.values() for r in runs
               if "other_cpu_pct" in r]
     gens = [r["loadgen_cpu_pct"] for row in rows for runs in row.runs.values() for r in runs

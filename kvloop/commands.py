@@ -43,9 +43,11 @@ ECHO_LIMIT = 64
 # keys is a few hundred KiB and a few milliseconds of work, short enough not to hold up others.
 SCAN_DEFAULT_LIMIT = 100
 SCAN_MAX_LIMIT = 10_000
-# A SCAN page stops early (with "more": true) once its keys and values pass this many bytes,
-# so a page of large values stays about the size of the largest request line (1 MiB default).
-SCAN_PAGE_BYTES = 1024 * 1024
+# A SCAN page stops early (with "more": true) once its keys and values reach this many
+# characters, so one SCAN builds at most a few hundred KiB of reply (a few milliseconds of work,
+# whatever LIMIT and the values' sizes are); its reply is then at most ~1 MiB even for 4-byte
+# characters.
+SCAN_PAGE_CHARS = 256 * 1024
 SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in any order, each once)"
 
 
@@ -387,7 +389,7 @@ def cmd_scan(db: CommandExecutor, session: Session, rest: str) -> bytes:
     {"keys": [...], "more": bool} (+ "values": [...])."""
     prefix, after, limit, values = _parse_scan(db, rest)
     page = db.store.scan(prefix, after, limit, session.txn, values=values,
-                         max_bytes=SCAN_PAGE_BYTES)
+                         max_chars=SCAN_PAGE_CHARS)
     result: dict[str, object] = {"keys": page.keys, "more": page.more}
     if values:
         result["values"] = page.values

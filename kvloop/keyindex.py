@@ -34,7 +34,7 @@ class SortedKeys:
     """A set of ``str`` keys kept in sorted order, with iteration from any starting key.
 
     ``add``, ``discard`` and ``in`` cost O(log n + CHUNK); :meth:`iter_from` yields keys in
-    order from a starting point, O(log n) to start and O(1) per key after that. The set must not
+    order between two bounds, O(log n) to start and O(1) per key after that. The set must not
     be changed while an iterator over it is in use (kvloop runs one command at a time).
     """
 
@@ -44,7 +44,9 @@ class SortedKeys:
         self._chunks: list[list[str]] = []
         self._maxes: list[str] = []
         self._len = 0
-        ordered = sorted(set(keys))
+        # A dict's or set's keys are unique already; sorted input sorts in linear time.
+        unique = isinstance(keys, (dict, set, frozenset, type({}.keys())))
+        ordered = sorted(keys if unique else set(keys))
         for start in range(0, len(ordered), CHUNK):
             chunk = ordered[start:start + CHUNK]
             self._chunks.append(chunk)
@@ -114,17 +116,28 @@ class SortedKeys:
         if len(chunk) < CHUNK // 2 and len(chunks) > 1:
             self._merge(pos)
 
-    def iter_from(self, start: str, inclusive: bool = True) -> Iterator[str]:
-        """The keys ``>= start`` (``> start`` if not ``inclusive``), in order."""
-        maxes = self._maxes
+    def iter_from(self, start: str, inclusive: bool = True,
+                  stop: str | None = None) -> Iterator[str]:
+        """The keys ``>= start`` (``> start`` if not ``inclusive``) and ``< stop`` (if given),
+        in order. The iterator walks the chunks with C-level slicing: no Python step per key."""
+        maxes, chunks = self._maxes, self._chunks
         find = bisect_left if inclusive else bisect_right
         pos = find(maxes, start)
         if pos == len(maxes):
             return iter(())
-        chunks = self._chunks
-        first = chunks[pos]
-        index = find(first, start)
-        return chain(islice(first, index, None), chain.from_iterable(islice(chunks, pos + 1, None)))
+        index = find(chunks[pos], start)
+        if stop is None or stop > maxes[-1]:
+            end_pos, end_index = len(chunks) - 1, len(chunks[-1])
+        else:
+            end_pos = bisect_left(maxes, stop)
+            end_index = bisect_left(chunks[end_pos], stop)
+        if (end_pos, end_index) <= (pos, index):
+            return iter(())
+        if end_pos == pos:
+            return islice(chunks[pos], index, end_index)
+        return chain(islice(chunks[pos], index, None),
+                     chain.from_iterable(islice(chunks, pos + 1, end_pos)),
+                     islice(chunks[end_pos], end_index))
 
     # -- keeping chunks between CHUNK // 2 and 2 * CHUNK long --------------------------------
 
@@ -165,4 +178,14 @@ def check_invariants(keys: SortedKeys) -> None:
         assert all(len(chunk) >= CHUNK // 2 for chunk in chunks), "chunk too short"
 
 
-__all__ = ["CHUNK", "SortedKeys", "check_invariants"]
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (so keys under the
+    prefix are exactly those ``>= prefix`` and ``< prefix_end(prefix)``); ``None`` if there is
+    none (an empty prefix, or one of only U+10FFFF)."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return None
+    return stem[:-1] + chr(ord(stem[-1]) + 1)
+
+
+__all__ = ["CHUNK", "SortedKeys", "check_invariants", "prefix_end"]

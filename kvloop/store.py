@@ -26,11 +26,15 @@ method needs a lock.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate, islice
+from operator import add
 from typing import Callable, NamedTuple, Optional
 
 from . import errors
 from .errors import CommandError
-from .keyindex import SortedKeys
+from .keyindex import SortedKeys, prefix_end
 from .transaction import Transaction
 
 Write = tuple[str, Optional[str]]
@@ -80,16 +84,15 @@ class Versions:
     see is dropped, and when the last one ends, everything is.
     """
 
-    __slots__ = ("snapshots", "changed_at", "_older", "_expiry")
+    __slots__ = ("snapshots", "_chains")
 
     def __init__(self) -> None:
         self.snapshots: dict[Transaction, None] = {}
-        # Key -> seq of its last committed change, for changes after the oldest snapshot.
-        self.changed_at: dict[str, int] = {}
-        # Key -> [(seq of the commit that replaced it, value or None)], oldest first.
-        self._older: dict[str, list[tuple[int, str | None]]] = {}
-        # (seq, key) for each key in changed_at: a heap, so the oldest changes expire first.
-        self._expiry: list[tuple[int, str]] = []
+        # Key -> (seq of its last committed change, then pairs of: seq of the commit that
+        # replaced an older value, that value or None), oldest pair first. One flat tuple per
+        # key keeps the cost near one old value per key. The dict is kept in order of the
+        # last change (each record moves its key to the end), so pruning stops early.
+        self._chains: dict[str, tuple] = {}
 
     def open(self, txn: Transaction, seq: int) -> None:
         """Give ``txn`` its snapshot: it sees every commit up to ``seq`` and none after."""
@@ -104,67 +107,62 @@ class Versions:
         was_oldest = next(iter(snapshots)) is txn
         del snapshots[txn]
         if not snapshots:
-            self.changed_at.clear()
-            self._older.clear()
-            self._expiry.clear()
+            self._chains.clear()
         elif was_oldest:
             self._prune(next(iter(snapshots)).snapshot_seq)
 
     def record(self, seq: int, key: str, before: str | None) -> None:
         """Commit ``seq`` replaced ``key``'s committed value ``before`` (``None``: missing)."""
-        snapshots = self.snapshots
-        changed = self.changed_at.get(key)
-        if changed is None:
+        chain = self._chains.pop(key, None)
+        if chain is None:
             # Changed at or before the oldest snapshot: every open snapshot sees ``before``.
-            heapq.heappush(self._expiry, (seq, key))
-            keep = True
+            self._chains[key] = (seq, seq, before)
+            return
+        snapshots = self.snapshots
+        horizon = next(iter(snapshots)).snapshot_seq
+        start = 1
+        while start < len(chain) and chain[start] <= horizon:
+            start += 2  # replaced before every open snapshot: no one sees it
+        # ``before`` was committed at chain[0]: only snapshots taken since then see it.
+        if next(reversed(snapshots)).snapshot_seq >= chain[0]:
+            self._chains[key] = (seq, *chain[start:], seq, before)
         else:
-            # ``before`` was committed at ``changed``: only snapshots taken since see it.
-            keep = next(reversed(snapshots)).snapshot_seq >= changed
-        self.changed_at[key] = seq
-        if keep:
-            chain = self._older.setdefault(key, [])
-            horizon = next(iter(snapshots)).snapshot_seq
-            while chain and chain[0][0] <= horizon:
-                del chain[0]
-            chain.append((seq, before))
+            self._chains[key] = (seq, *chain[start:])
 
     def changed_after(self, key: str, seq: int) -> int | None:
         """The seq of the last commit of ``key``, if it came after ``seq`` (a snapshot)."""
-        changed = self.changed_at.get(key, 0)
-        return changed if changed > seq else None
+        chain = self._chains.get(key)
+        return chain[0] if chain is not None and chain[0] > seq else None
 
     def value_at(self, key: str, current: str | None, seq: int) -> str | None:
         """``key``'s committed value as of snapshot ``seq``, given its ``current`` one."""
-        if self.changed_at.get(key, 0) <= seq:
+        chain = self._chains.get(key)
+        if chain is None or chain[0] <= seq:
             return current
-        for replaced_at, value in self._older[key]:
-            if replaced_at > seq:
-                return value
+        for at in range(1, len(chain), 2):
+            if chain[at] > seq:
+                return chain[at + 1]
         raise AssertionError(f"no version of {key!r} for snapshot {seq}")
+
+    def tracked_keys(self) -> int:
+        """How many keys have a change record."""
+        return len(self._chains)
 
     def old_values(self) -> int:
         """How many older values are kept."""
-        return sum(len(chain) for chain in self._older.values())
+        return sum(len(chain) // 2 for chain in self._chains.values())
 
     def _prune(self, horizon: int) -> None:
-        # Every open snapshot is at or after ``horizon``: a value replaced at or before it,
-        # and a change record at or before it, no longer matter to anyone.
-        expiry, changed_at, older = self._expiry, self.changed_at, self._older
-        while expiry and expiry[0][0] <= horizon:
-            _, key = heapq.heappop(expiry)
-            last = changed_at[key]
-            if last <= horizon:
-                del changed_at[key]
-                older.pop(key, None)
-                continue
-            chain = older.get(key)
-            if chain is not None:
-                while chain and chain[0][0] <= horizon:
-                    del chain[0]
-                if not chain:
-                    del older[key]
-            heapq.heappush(expiry, (last, key))
+        # Every open snapshot is at or after ``horizon``: a key last changed at or before it
+        # reads its current value for all of them. Keys are in order of their last change.
+        chains = self._chains
+        done = []
+        for key, chain in chains.items():
+            if chain[0] > horizon:
+                break
+            done.append(key)
+        for key in done:
+            del chains[key]
 
 
 class Store:
@@ -240,7 +238,7 @@ class Store:
         """Open snapshots, keys with a change record, and older values kept for snapshots."""
         versions = self._versions
         return {"open_snapshots": len(versions.snapshots),
-                "tracked_keys": len(versions.changed_at),
+                "tracked_keys": versions.tracked_keys(),
                 "old_values": versions.old_values()}
 
     def committed_items(self) -> list[Write]:
@@ -256,44 +254,71 @@ class Store:
 
     def scan(self, prefix: str = "", after: str | None = None, limit: int = 100,
              txn: Transaction | None = None, *, values: bool = False,
-             max_bytes: int | None = None) -> ScanPage:
+             max_chars: int | None = None) -> ScanPage:
         """The keys ``txn`` (or an autocommit read) sees that start with ``prefix`` and sort
         after ``after``, in code-point order: at most ``limit`` of them, and fewer if their
-        text (keys, plus values when ``values``) passes ``max_bytes`` (one key at least).
+        text (keys, plus values when ``values``) reaches ``max_chars`` characters (the page
+        still holds one key at least).
 
         Visibility is :meth:`get`'s. ``more`` is exact: True only if another visible key
         follows. The work is O(log n + keys returned + this transaction's own writes): every
         key in the index is visible to all but a transaction that deleted it itself.
         """
         if after is not None and after >= prefix:
-            candidates = self._keys.iter_from(after, inclusive=False)
+            candidates = self._keys.iter_from(after, False, prefix_end(prefix))
         else:
-            candidates = self._keys.iter_from(prefix)
-        if txn is not None and txn.undo:
-            candidates = heapq.merge(candidates, self._own_creations(txn, prefix, after))
+            candidates = self._keys.iter_from(prefix, True, prefix_end(prefix))
+        if txn is None or not txn.undo:
+            keys, found = self._scan_committed(candidates, limit + 1)
+        else:
+            own = self._own_creations(txn, prefix, after)
+            keys, found = self._scan_own_view(heapq.merge(candidates, own), limit + 1, txn)
+        more = len(keys) > limit
+        if max_chars is not None:
+            sizes = accumulate(map(len, keys))
+            if values:
+                sizes = map(add, sizes, accumulate(map(len, found)))
+            cut = bisect_left(list(islice(sizes, limit)), max_chars) + 1
+            if cut <= limit and cut < len(keys):
+                more = True
+                limit = cut
+        if more:
+            del keys[limit:]
+            del found[limit:]
+        if txn is not None and txn.reads is not None:
+            self._note_scan_reads(txn, keys)
+        return ScanPage(keys, found if values else None, more)
+
+    def _scan_committed(self, candidates: Iterator[str], count: int) -> tuple[list[str], list[str]]:
+        """The first ``count`` keys of ``candidates`` and the values everyone but their
+        writers sees: every indexed key is visible, under an intent as its before-image."""
+        keys = list(islice(candidates, count))
+        found = list(map(self._values.get, keys))  # a key under an intent: fixed below
+        owners = self._owners
+        if owners and not owners.keys().isdisjoint(keys):
+            for at, key in enumerate(keys):
+                owner = owners.get(key)
+                if owner is not None:
+                    found[at] = owner.undo[key]
+        return keys, found
+
+    def _scan_own_view(self, candidates: Iterator[str], count: int,
+                       txn: Transaction) -> tuple[list[str], list[str]]:
+        """Like :meth:`_scan_committed` for a transaction that has written: its own values,
+        its own deletions skipped."""
         owners, committed = self._owners, self._values
         keys: list[str] = []
         found: list[str] = []
-        budget = max_bytes if max_bytes is not None else -1
-        more = False
         for key in candidates:
-            if not key.startswith(prefix):
-                break
             owner = owners.get(key)
             value = committed.get(key) if owner is None or owner is txn else owner.undo[key]
             if value is None:
                 continue  # deleted by txn itself
-            if len(keys) == limit or (budget == 0 and keys):
-                more = True
-                break
             keys.append(key)
             found.append(value)
-            if budget > 0:
-                used = text_bytes(key) + (text_bytes(value) if values else 0)
-                budget = max(budget - used, 0)
-        if txn is not None and txn.reads is not None:
-            self._note_scan_reads(txn, keys)
-        return ScanPage(keys, found if values else None, more)
+            if len(keys) == count:
+                break
+        return keys, found
 
     def _own_creations(self, txn: Transaction, prefix: str, after: str | None) -> list[str]:
         """The keys ``txn`` created (not committed yet) in the range of a scan, sorted."""

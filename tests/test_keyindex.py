@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kvloop.keyindex import CHUNK, SortedKeys, check_invariants
+from kvloop.keyindex import CHUNK, SortedKeys, check_invariants, prefix_end
 
 
 def test_empty():
@@ -47,6 +47,27 @@ def test_iter_from_inclusive_and_exclusive():
     assert list(keys.iter_from("")) == ["a", "ab", "abc", "b", "ba"]
     assert list(keys.iter_from("ba", inclusive=False)) == []
     assert list(keys.iter_from("c")) == []
+
+
+def test_iter_from_with_a_stop():
+    keys = SortedKeys(["a", "ab", "abc", "b", "ba"])
+    assert list(keys.iter_from("a", stop="b")) == ["a", "ab", "abc"]
+    assert list(keys.iter_from("a", False, stop="abc")) == ["ab"]
+    assert list(keys.iter_from("b", stop="b")) == []
+    assert list(keys.iter_from("c", stop="a")) == []
+    assert list(keys.iter_from("", stop="zz")) == ["a", "ab", "abc", "b", "ba"]
+
+
+def test_prefix_end():
+    assert prefix_end("") is None
+    assert prefix_end("ab") == "ac"
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\U0010ffff\U0010ffff") is None
+    words = ["a", "a\U0010ffff", "a\U0010ffffz", "az", "b", "\U0010ffff"]
+    for prefix in ["a", "a\U0010ffff", "\U0010ffff", "az"]:
+        end = prefix_end(prefix)
+        assert [w for w in words if w >= prefix and (end is None or w < end)] == [
+            w for w in words if w.startswith(prefix)]
 
 
 def test_code_point_order_is_utf8_byte_order():
@@ -99,6 +120,11 @@ def test_randomized_against_sorted(seed):
             assert list(keys) == ordered
             assert list(keys.iter_from(probe)) == [k for k in ordered if k >= probe]
             assert list(keys.iter_from(probe, inclusive=False)) == [k for k in ordered if k > probe]
+            stop = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+            assert list(keys.iter_from(probe, stop=stop)) == [
+                k for k in ordered if probe <= k < stop]
+            assert list(keys.iter_from(probe, False, prefix_end(probe))) == [
+                k for k in ordered if k > probe and k.startswith(probe)]
         assert len(keys) == len(model)
     check_invariants(keys)
     assert list(keys) == sorted(model)
@@ -125,3 +151,9 @@ def test_randomized_large_with_small_chunks_crossing():
         probe = f"{rng.randrange(10**9):09d}"
         got = list(keys.iter_from(probe, inclusive=False))
         assert got == [k for k in ordered if k > probe]
+        stop = f"{rng.randrange(10**9):09d}"
+        got = list(keys.iter_from(probe, stop=stop))
+        assert got == [k for k in ordered if probe <= k < stop]
+        prefix = probe[:rng.randint(1, 5)]
+        got = list(keys.iter_from(prefix, stop=prefix_end(prefix)))
+        assert got == [k for k in ordered if k.startswith(prefix)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_commands import Client, err, ok
 
-from kvloop.commands import SCAN_MAX_LIMIT, SCAN_PAGE_BYTES, CommandExecutor
+from kvloop.commands import SCAN_MAX_LIMIT, SCAN_PAGE_CHARS, CommandExecutor
 from kvloop.config import Settings
 
 
@@ -100,13 +100,13 @@ def test_prefix_and_after_are_checked_like_keys(c):
 
 
 def test_page_is_cut_by_bytes_with_more(executor, c):
-    big = "x" * (300 * 1024)
+    big = "x" * (100 * 1024)
     for i in range(6):
         c(f"PUT big{i} {big}")
     result = c("SCAN PREFIX big VALUES")["result"]
     assert result["more"] is True
     assert 1 <= len(result["keys"]) < 6
-    assert sum(map(len, result["values"])) >= SCAN_PAGE_BYTES - len(big)
+    assert sum(map(len, result["values"])) >= SCAN_PAGE_CHARS - len(big)
     rest = c(f"SCAN PREFIX big AFTER {result['keys'][-1]} VALUES")["result"]
     assert result["keys"] + rest["keys"] == [f"big{i}" for i in range(6)]
     assert rest["more"] is False

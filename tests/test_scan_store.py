@@ -66,11 +66,11 @@ def test_byte_budget_cuts_pages_but_never_empties_them():
     store = Store()
     for i in range(10):
         store.put(f"k{i}", "v" * 100)
-    page = store.scan(limit=100, values=True, max_bytes=250)
+    page = store.scan(limit=100, values=True, max_chars=250)
     assert page.keys == ["k0", "k1", "k2"] and page.more is True  # 102 + 102 + 102 >= 250
-    page = store.scan(limit=100, values=True, max_bytes=1)
+    page = store.scan(limit=100, values=True, max_chars=1)
     assert page.keys == ["k0"] and page.more is True
-    page = store.scan(limit=100, max_bytes=250)  # keys only: 2 bytes each
+    page = store.scan(limit=100, max_chars=250)  # keys only: 2 characters each
     assert len(page.keys) == 10 and page.more is False
 
 
