@@ -186,13 +186,16 @@ def cmd_pages(args: argparse.Namespace) -> None:
                   f"{per_key[-1]:.2f} us per key")
         pings = [conn.ask("PING") for _ in range(10)]  # the connection is still fine
         assert all(p.endswith(b'"PONG"}') for p in pings)
+        cpu_before = cpu_seconds(server.proc.pid)
         times = sorted(prefix_pages(conn, args.keys, args.samples))
+        cpu_per_page = (cpu_seconds(server.proc.pid) - cpu_before) / len(times)
         conn.close()
     print(f"paging {args.keys:,} keys, LIMIT 100 (round trips included): median "
           f"{statistics.median(per_key):.2f} us per key returned (target < 10)")
     print(f"one page of 100 under a prefix, {len(times)} round trips: median "
           f"{statistics.median(times) * 1e3:.3f} ms, p99 {times[len(times) * 99 // 100] * 1e3:.3f}"
-          f" ms, max {times[-1] * 1e3:.3f} ms (target < 1 ms)")
+          f" ms, max {times[-1] * 1e3:.3f} ms (target < 1 ms); server CPU per page "
+          f"{cpu_per_page * 1e3:.3f} ms")
 
 
 def cmd_inproc(args: argparse.Namespace) -> None:
@@ -231,7 +234,7 @@ def _pinger(port: int, stop, queue) -> None:
 
 
 def cmd_stall(args: argparse.Namespace) -> None:
-    with running_server() as server:
+    with running_server(cpu=None if args.no_pin else 0) as server:
         ctx = multiprocessing.get_context("spawn")
         queue, stop = ctx.Queue(), ctx.Event()
         pinger = ctx.Process(target=_pinger, args=(server.port, stop, queue))
@@ -239,7 +242,8 @@ def cmd_stall(args: argparse.Namespace) -> None:
         windows = []
         conn = Conn(server.port)
         try:
-            time.sleep(1.0)
+            time.sleep(2.0)  # the pinger alone: the machine's own noise, for comparison
+            quiet_until = time.time()
             for round_ in range(args.rounds):
                 load_keys(server.port, args.inserts, start=round_ * args.inserts)
                 began = time.time()
@@ -265,12 +269,15 @@ def cmd_stall(args: argparse.Namespace) -> None:
             pinger.join(10)
     during = [lat for at, lat in samples for lo, hi in windows if lo - 0.001 <= at <= hi]
     overall = [lat for _, lat in samples]
+    quiet = [lat for at, lat in samples if at < quiet_until]
     print(f"{args.rounds} rounds of {args.inserts:,} inserts, each followed at once by SCAN, "
           "SCAN LIMIT 10000 (+ VALUES, + a prefix) and paging through every key 10000 a time:")
     print(f"  another client's PING while the SCANs ran: {len(during)} pings, max "
           f"{max(during, default=0) * 1e3:.1f} ms, median "
           f"{statistics.median(during) * 1e3 if during else 0:.2f} ms (target: max < 20 ms)")
     print(f"  over the whole run (inserts included): max {max(overall) * 1e3:.1f} ms")
+    print(f"  the same PING with the server idle (before the work, the machine's noise): "
+          f"{len(quiet)} pings, max {max(quiet, default=0) * 1e3:.1f} ms")
     for request, seconds in cpu_per.items():
         print(f"  server CPU per {request!r} ({args.repeat} runs, {args.rounds * args.inserts:,} "
               f"keys): {seconds * 1e3:.2f} ms")
@@ -359,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     stall.add_argument("--inserts", type=int, default=100_000)
     stall.add_argument("--rounds", type=int, default=3)
     stall.add_argument("--repeat", type=int, default=100, help="runs per CPU measurement")
+    stall.add_argument("--no-pin", action="store_true",
+                       help="let the kernel place the server (on a busy shared machine a "
+                       "server pinned to one CPU waits for it behind other processes)")
     for name in ("memory", "throughput"):
         sp = sub.add_parser(name, help=f"{name}: this checkout against --baseline")
         sp.add_argument("--baseline", type=Path, required=True,
