@@ -84,16 +84,15 @@ class Versions:
     see is dropped, and when the last one ends, everything is.
     """
 
-    __slots__ = ("snapshots", "changed_at", "_older", "_expiry")
+    __slots__ = ("snapshots", "_chains")
 
     def __init__(self) -> None:
         self.snapshots: dict[Transaction, None] = {}
-        # Key -> seq of its last committed change, for changes after the oldest snapshot.
-        self.changed_at: dict[str, int] = {}
-        # Key -> [(seq of the commit that replaced it, value or None)], oldest first.
-        self._older: dict[str, list[tuple[int, str | None]]] = {}
-        # (seq, key) for each key in changed_at: a heap, so the oldest changes expire first.
-        self._expiry: list[tuple[int, str]] = []
+        # Key -> (seq of its last committed change, then pairs of: seq of the commit that
+        # replaced an older value, that value or None), oldest pair first. One flat tuple per
+        # key keeps the cost near one old value per key. The dict is kept in order of the
+        # last change (each record moves its key to the end), so pruning stops early.
+        self._chains: dict[str, tuple] = {}
 
     def open(self, txn: Transaction, seq: int) -> None:
         """Give ``txn`` its snapshot: it sees every commit up to ``seq`` and none after."""
@@ -108,67 +107,62 @@ class Versions:
         was_oldest = next(iter(snapshots)) is txn
         del snapshots[txn]
         if not snapshots:
-            self.changed_at.clear()
-            self._older.clear()
-            self._expiry.clear()
+            self._chains.clear()
         elif was_oldest:
             self._prune(next(iter(snapshots)).snapshot_seq)
 
     def record(self, seq: int, key: str, before: str | None) -> None:
         """Commit ``seq`` replaced ``key``'s committed value ``before`` (``None``: missing)."""
-        snapshots = self.snapshots
-        changed = self.changed_at.get(key)
-        if changed is None:
+        chain = self._chains.pop(key, None)
+        if chain is None:
             # Changed at or before the oldest snapshot: every open snapshot sees ``before``.
-            heapq.heappush(self._expiry, (seq, key))
-            keep = True
+            self._chains[key] = (seq, seq, before)
+            return
+        snapshots = self.snapshots
+        horizon = next(iter(snapshots)).snapshot_seq
+        start = 1
+        while start < len(chain) and chain[start] <= horizon:
+            start += 2  # replaced before every open snapshot: no one sees it
+        # ``before`` was committed at chain[0]: only snapshots taken since then see it.
+        if next(reversed(snapshots)).snapshot_seq >= chain[0]:
+            self._chains[key] = (seq, *chain[start:], seq, before)
         else:
-            # ``before`` was committed at ``changed``: only snapshots taken since see it.
-            keep = next(reversed(snapshots)).snapshot_seq >= changed
-        self.changed_at[key] = seq
-        if keep:
-            chain = self._older.setdefault(key, [])
-            horizon = next(iter(snapshots)).snapshot_seq
-            while chain and chain[0][0] <= horizon:
-                del chain[0]
-            chain.append((seq, before))
+            self._chains[key] = (seq, *chain[start:])
 
     def changed_after(self, key: str, seq: int) -> int | None:
         """The seq of the last commit of ``key``, if it came after ``seq`` (a snapshot)."""
-        changed = self.changed_at.get(key, 0)
-        return changed if changed > seq else None
+        chain = self._chains.get(key)
+        return chain[0] if chain is not None and chain[0] > seq else None
 
     def value_at(self, key: str, current: str | None, seq: int) -> str | None:
         """``key``'s committed value as of snapshot ``seq``, given its ``current`` one."""
-        if self.changed_at.get(key, 0) <= seq:
+        chain = self._chains.get(key)
+        if chain is None or chain[0] <= seq:
             return current
-        for replaced_at, value in self._older[key]:
-            if replaced_at > seq:
-                return value
+        for at in range(1, len(chain), 2):
+            if chain[at] > seq:
+                return chain[at + 1]
         raise AssertionError(f"no version of {key!r} for snapshot {seq}")
+
+    def tracked_keys(self) -> int:
+        """How many keys have a change record."""
+        return len(self._chains)
 
     def old_values(self) -> int:
         """How many older values are kept."""
-        return sum(len(chain) for chain in self._older.values())
+        return sum(len(chain) // 2 for chain in self._chains.values())
 
     def _prune(self, horizon: int) -> None:
-        # Every open snapshot is at or after ``horizon``: a value replaced at or before it,
-        # and a change record at or before it, no longer matter to anyone.
-        expiry, changed_at, older = self._expiry, self.changed_at, self._older
-        while expiry and expiry[0][0] <= horizon:
-            _, key = heapq.heappop(expiry)
-            last = changed_at[key]
-            if last <= horizon:
-                del changed_at[key]
-                older.pop(key, None)
-                continue
-            chain = older.get(key)
-            if chain is not None:
-                while chain and chain[0][0] <= horizon:
-                    del chain[0]
-                if not chain:
-                    del older[key]
-            heapq.heappush(expiry, (last, key))
+        # Every open snapshot is at or after ``horizon``: a key last changed at or before it
+        # reads its current value for all of them. Keys are in order of their last change.
+        chains = self._chains
+        done = []
+        for key, chain in chains.items():
+            if chain[0] > horizon:
+                break
+            done.append(key)
+        for key in done:
+            del chains[key]
 
 
 class Store:
@@ -246,7 +240,7 @@ class Store:
         """Open snapshots, keys with a change record, and older values kept for snapshots."""
         versions = self._versions
         return {"open_snapshots": len(versions.snapshots),
-                "tracked_keys": len(versions.changed_at),
+                "tracked_keys": versions.tracked_keys(),
                 "old_values": versions.old_values()}
 
     def committed_items(self) -> list[Write]:

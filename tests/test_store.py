@@ -692,11 +692,15 @@ class TestSnapshot:
         assert store.version_stats()["old_values"] == 9
         for i, txn in enumerate(readers):
             assert store.get("x", txn) == str(i)
-        # Ending the oldest prunes what only it could see; the others still read theirs.
+        # Ending the oldest: the others still read theirs, and what only it could see goes
+        # at its key's next commit (x), or once every snapshot is past the key's last change.
         store.commit(readers.pop(0))
         for i, txn in enumerate(readers, 1):
             assert store.get("x", txn) == str(i)
-        assert store.version_stats()["old_values"] == 7
+        store.put("x", "50")
+        assert store.version_stats()["old_values"] == 8
+        for i, txn in enumerate(readers, 1):
+            assert store.get("x", txn) == str(i)
         for txn in readers:
             store.commit(txn)
         assert store.version_stats()["tracked_keys"] == 0
