@@ -13,8 +13,9 @@ A connection is in one of four states: ``HANDSHAKING`` (TLS only: nothing is rea
 requests yet), ``OPEN`` (its lines are read and run), ``CLOSING`` (nothing more is read or
 run; its last replies go out, then it closes) and ``CLOSED``.
 
-Fairness: one loop turn runs at most ``TURN_LINES`` lines of a connection; the rest wait for
-the next turn, when every other connection gets its share too. A client that does not read
+Fairness: one loop turn runs about ``TURN_LINES`` lines, shared between the connections busy
+in it; a connection's lines past its share wait for the next turn, when every other connection
+gets its share too. A client that does not read
 its replies is paused: once its output buffer passes ``OUTPUT_PAUSE_BYTES`` its remaining
 lines wait and the server stops reading from it, until the buffer drains below
 ``OUTPUT_RESUME_BYTES``. The bytes held for all clients are kept under
@@ -54,9 +55,12 @@ READ_SIZE = 64 * 1024
 # A client whose unread replies pass this is paused until they drain below the resume mark.
 OUTPUT_PAUSE_BYTES = 256 * 1024
 OUTPUT_RESUME_BYTES = 64 * 1024
-# Lines of one connection run per loop turn; the rest wait for the next turn, so a client
-# pipelining thousands of commands cannot delay the others by more than this many commands.
-TURN_LINES = 64
+# Lines run per loop turn, shared out between the connections busy in that turn (each gets at
+# least TURN_MIN_SHARE); a connection's lines past its share wait for the next turn. So a turn,
+# and with it the wait of a client that just sent a command, stays around a thousand commands
+# long however many clients pipeline, while one client alone still runs 1024 lines a turn.
+TURN_LINES = 512
+TURN_MIN_SHARE = 4
 # How many connections one listener event may accept, so a connect storm cannot starve
 # the clients already connected.
 ACCEPT_BATCH = 64
@@ -159,7 +163,10 @@ class Server:
         self._lingering: dict[socket.socket, TimerHandle] = {}
         self._timers = Timers()
         self._budget = BufferBudget(settings.client_buffer_budget)
-        self._now = time.monotonic()  # the current loop turn's time
+        # The current loop turn's time (kept only while --idle-timeout or a transaction
+        # deadline needs it).
+        self._now = time.monotonic()
+        self._share = TURN_LINES  # lines one connection may run this turn
         self._accept_failures = 0  # in the current accept backoff episode
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -201,16 +208,22 @@ class Server:
         executor = self.executor
         # --txn-timeout's bookkeeping is the command layer's (next_deadline/expire); an
         # executor without it has no transaction deadlines.
-        next_deadline = getattr(executor, "next_deadline", lambda: None)
+        has_deadlines = hasattr(executor, "next_deadline")
+        # The turn's time is only needed to see idle connections and transaction deadlines.
+        watch_idle = self.settings.idle_timeout > 0
         self._maintain_persistence()
         while not self._stopping:
             timeout = 0 if self._ready else timers.timeout()
-            txn_deadline = next_deadline()
+            txn_deadline = executor.next_deadline() if has_deadlines else None
             if txn_deadline is not None:
-                wait = max(0.0, txn_deadline - self._now)
+                wait = max(0.0, txn_deadline - clock())
                 timeout = wait if timeout is None else min(timeout, wait)
             events = select(timeout)
-            self._now = now = clock()
+            if watch_idle or txn_deadline is not None:
+                self._now = clock()
+            busy = len(events) + len(self._ready) if self._ready else len(events)
+            self._share = (TURN_LINES // busy if busy * TURN_MIN_SHARE < TURN_LINES
+                           else TURN_MIN_SHARE) if busy else TURN_LINES
             for key, mask in events:
                 target = key.data
                 if isinstance(target, Connection):
@@ -219,8 +232,8 @@ class Server:
                     target()
             if self._ready:
                 self._run_ready()
-            if txn_deadline is not None and txn_deadline <= now:
-                executor.expire(now)
+            if txn_deadline is not None and txn_deadline <= self._now:
+                executor.expire(self._now)
             self._flush_dirty()
             timers.run_due()
         self._shutdown()
@@ -336,6 +349,9 @@ class Server:
                 functools.partial(self._handshake_expired, conn))
         else:
             self._start_idle_timer(conn)
+            # Most clients send their first command at once: read it now rather than a whole
+            # loop turn later (when nothing came yet this costs one failed recv).
+            self._on_event(conn, READ)
         log.debug("client %s connected (session %d)", peer, session.session_id)
 
     # -- events --------------------------------------------------------------------------
@@ -381,13 +397,13 @@ class Server:
         self._run_lines(conn)
 
     def _run_lines(self, conn: Connection) -> None:
-        """Run the connection's complete lines in order: at most TURN_LINES of them, and
+        """Run the connection's complete lines in order: at most its share of this turn, and
         only until its output passes the pause mark or a line holds it (AUTH delay)."""
         execute = self.executor.execute
         persistence = self.persistence
         session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
         held_bytes = sum(map(len, held)) if held else 0
-        budget = TURN_LINES
+        budget = self._share
         while budget and len(out) + held_bytes < OUTPUT_PAUSE_BYTES:
             if session.closing or session.hold_until is not None:
                 break
