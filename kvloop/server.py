@@ -61,6 +61,9 @@ OUTPUT_RESUME_BYTES = 64 * 1024
 # long however many clients pipeline, while one client alone still runs 1024 lines a turn.
 TURN_LINES = 512
 TURN_MIN_SHARE = 4
+# TLS clients over --max-clients that may be mid-handshake at once to be told so (past it they
+# are closed without a word): each costs a descriptor until its handshake or its time limit.
+TLS_REFUSALS_MAX = 64
 # How many connections one listener event may accept, so a connect storm cannot starve
 # the clients already connected.
 ACCEPT_BATCH = 64
@@ -92,11 +95,13 @@ class Connection:
     log's group commit (they move to ``out``, or become errors if the log fails).
     ``counted`` is what it last counted toward the client buffer budget; ``active_at`` the
     loop turn of its last event; ``timer`` its handshake or idle timer, ``hold_timer`` the
-    end of its AUTH delay.
+    end of its AUTH delay. ``refused``: over --max-clients on a TLS port; it gets its LIMIT
+    line once its handshake is done.
     """
 
     __slots__ = ("sock", "transport", "recv", "send", "peer", "reader", "out", "held",
-                 "session", "events", "state", "counted", "active_at", "timer", "hold_timer")
+                 "session", "events", "state", "counted", "active_at", "timer", "hold_timer",
+                 "refused")
 
     def __init__(self, sock: socket.socket, transport: PlainTransport | TlsTransport,
                  peer: str, reader: LineReader, session: Session) -> None:
@@ -115,6 +120,7 @@ class Connection:
         self.active_at = 0.0
         self.timer: TimerHandle | None = None
         self.hold_timer: TimerHandle | None = None
+        self.refused = False
 
     def runnable(self) -> bool:
         """True when lines it sent are waiting and may run now (not closing, not held by an
@@ -305,10 +311,12 @@ class Server:
                 log.debug("dropping a connection from %s: %s", peer, exc)
                 sock.close()
                 continue
-            if len(self._connections) >= self.settings.max_clients:
+            over = len(self._connections) - self.settings.max_clients
+            if over >= 0 and (self._tls is None or over >= TLS_REFUSALS_MAX):
                 self._refuse(sock, peer)
                 continue
-            self._open_connection(sock, peer)
+            conn = self._open_connection(sock, peer)
+            conn.refused = over >= 0  # TLS: told after its handshake, then closed
 
     def _pause_accepting(self, exc: OSError) -> None:
         """Stop watching the listener for a moment instead of spinning (and logging) on a
@@ -325,8 +333,9 @@ class Server:
             self._selector.register(self._listener, READ, self._accept)
 
     def _refuse(self, sock: socket.socket, peer: str) -> None:
-        """Over --max-clients: one LIMIT line (plain text only: a TLS client would need a
-        handshake first, so it is just closed), then close."""
+        """Over --max-clients: one LIMIT line, then close. (Over TLS the line needs a
+        handshake first: see ``Connection.refused``; past TLS_REFUSALS_MAX of those at once,
+        extra TLS clients are just closed.)"""
         log.warning("refusing client %s: already %d connections (--max-clients)",
                     peer, len(self._connections))
         with contextlib.suppress(OSError):
@@ -335,7 +344,7 @@ class Server:
             sock.shutdown(socket.SHUT_WR)
         sock.close()
 
-    def _open_connection(self, sock: socket.socket, peer: str) -> None:
+    def _open_connection(self, sock: socket.socket, peer: str) -> Connection:
         transport = PlainTransport(sock) if self._tls is None else TlsTransport(sock, self._tls)
         session = self.executor.open_session(peer)
         conn = Connection(sock, transport, peer, LineReader(self.settings.max_line_bytes),
@@ -352,6 +361,7 @@ class Server:
             # Most clients send their first command at once: read it now rather than a whole
             # loop turn later (when nothing came yet this costs one failed recv).
             self._on_event(conn, READ)
+        return conn
         log.debug("client %s connected (session %d)", peer, session.session_id)
 
     # -- events --------------------------------------------------------------------------
@@ -435,6 +445,11 @@ class Server:
         if done:
             conn.state = OPEN
             conn.timer.cancel()
+            if conn.refused:
+                log.warning("refusing client %s: already %d connections (--max-clients)",
+                            conn.peer, len(self._connections) - 1)
+                self._close_with(conn, connlimits.too_many_clients(self.settings.max_clients))
+                return
             self._start_idle_timer(conn)
             self._receive(conn)
 
