@@ -21,8 +21,10 @@ second, each pinned with ``taskset``. Rows:
 kvloop is started with ``--in-memory`` and redis-server with no persistence, both on free
 ports of 127.0.0.1, and both are stopped (by PID) at the end. The generator is
 ``benchmarks/loadgen.c``, compiled with ``cc`` on first use into a cache folder
-(``$XDG_CACHE_HOME/kvloop`` or ``~/.cache/kvloop``); ``--generator PATH.c`` builds another
-source with the same options instead. Every run is bounded by its duration and a timeout.
+(``$XDG_CACHE_HOME/kvloop`` or ``~/.cache/kvloop``). ``--generator shared`` uses the team's
+``../shared/tools/loadgen/loadgen.c`` instead when it is there (its options are translated),
+and ``--generator PATH.c`` builds any source taking either set of options. Every run is
+bounded by its duration and a timeout.
 The machine may be shared: read the ratios (measured minutes apart on the same machine) more
 than the absolute figures, and look at ``other CPU`` (load from other processes).
 """
@@ -30,6 +32,7 @@ than the absolute figures, and look at ``other CPU`` (load from other processes)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import os
@@ -50,13 +53,38 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "benchmarks" / "loadgen.c"
+SHARED_GENERATOR = ROOT.parent / "shared" / "tools" / "loadgen" / "loadgen.c"
 ROWS = ("p1", "p16", "latency", "txn", "memory", "conns")
 START_TIMEOUT = 15.0
 
 
 # -- tools ----------------------------------------------------------------------------------
 
-def build_generator(source: Path) -> Path:
+@dataclass
+class Generator:
+    """A compiled load generator and which option set it takes."""
+
+    binary: Path
+    shared_options: bool  # the shared loadgen's --dialect/--mix instead of --redis/--get-pct
+
+    def argv(self, server: Server, args: list[str]) -> list[str]:
+        """The command line for ``args`` (written in loadgen.c's options) against ``server``."""
+        if not self.shared_options:
+            return [str(self.binary), "-p", str(server.port), *server.dialect, *args]
+        dialect = (["--dialect", "redis", "--resp"] if server.dialect
+                   else ["--dialect", "kvloop"])
+        out = [str(self.binary), "-p", str(server.port), *dialect]
+        words = iter(args)
+        for word in words:
+            if word == "--get-pct":
+                gets = int(next(words))
+                out += ["--mix", "get-only" if gets == 100 else f"get:{gets},put:{100 - gets}"]
+            else:
+                out.append(word)
+        return out
+
+
+def build_generator(source: Path) -> Generator:
     """Compile ``source`` with cc -O2 into the cache folder (once per source version)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kvloop"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
@@ -66,7 +94,8 @@ def build_generator(source: Path) -> Path:
         partial = binary.with_suffix(".tmp")
         subprocess.run(["cc", "-O2", "-o", str(partial), str(source)], check=True, timeout=120)
         partial.replace(binary)
-    return binary
+    # The shared generator names the protocol with --dialect; loadgen.c with --redis.
+    return Generator(binary, b"--dialect" in source.read_bytes())
 
 
 def pinned(cpu: int | None, argv: list[str]) -> list[str]:
@@ -178,17 +207,20 @@ def server_pid(server: Server) -> int:
 
 # -- one measurement ------------------------------------------------------------------------
 
-def generate(binary: Path, cpu: int | None, server: Server, args: list[str],
+def generate(generator: Generator, cpu: int | None, server: Server, args: list[str],
              seconds: float) -> dict[str, float]:
     """Run the generator once against ``server``; its ``key=value`` fields as numbers."""
-    argv = pinned(cpu, [str(binary), "-p", str(server.port), *server.dialect, *args,
-                        "-d", str(seconds), "--server-pid", str(server_pid(server)),
-                        "--timeout", "30"])
+    argv = pinned(cpu, [*generator.argv(server, args), "-d", str(seconds),
+                        "--server-pid", str(server_pid(server)), "--timeout", "30"])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
     fields = dict(part.split("=", 1) for part in done.stdout.split())
-    return {key: float(value) for key, value in fields.items()}
+    numbers = {}
+    for key, value in fields.items():
+        with contextlib.suppress(ValueError):  # text fields (dialect=..., mix=...) are skipped
+            numbers[key] = float(value)
+    return numbers
 
 
 @dataclass
@@ -208,7 +240,7 @@ class Row:
         return statistics.median(r[key or self.figure] for r in self.runs[name])
 
 
-def throughput_rows(binary: Path, cpus: tuple[int | None, int | None],
+def throughput_rows(generator: Generator, cpus: tuple[int | None, int | None],
                     servers: list[Server], wanted: list[str], runs: int,
                     seconds: float) -> list[Row]:
     """The rows measured with the generator, each server alternately, ``runs`` times."""
@@ -228,7 +260,7 @@ def throughput_rows(binary: Path, cpus: tuple[int | None, int | None],
         for run in range(runs):
             order = servers if run % 2 == 0 else servers[::-1]
             for server in order:
-                result = generate(binary, cpus[1], server, [*args, "--warmup", "0.5"], seconds)
+                result = generate(generator, cpus[1], server, [*args, "--warmup", "0.5"], seconds)
                 row.add(server.name, result)
                 print(f"  {name:8s} run {run + 1}  {server.name:6s}  "
                       f"{result[row.figure]:>12,.1f} {row.unit}   server CPU "
@@ -239,7 +271,7 @@ def throughput_rows(binary: Path, cpus: tuple[int | None, int | None],
     return rows
 
 
-def memory_row(binary: Path, cpus: tuple[int | None, int | None], redis: str,
+def memory_row(generator: Generator, cpus: tuple[int | None, int | None], redis: str,
                keys: int, workdir: Path) -> Row:
     """Bytes per key for ``keys`` keys of 100-byte values, each server fresh."""
     row = Row(f"memory per key, {keys:,} keys, 100-byte values", "bytes",
@@ -248,7 +280,7 @@ def memory_row(binary: Path, cpus: tuple[int | None, int | None], redis: str,
     kvloop = start_kvloop(cpus[0], workdir / "memory")
     try:
         before = rss_bytes(server_pid(kvloop))
-        generate(binary, cpus[1], kvloop, load, 0.05)
+        generate(generator, cpus[1], kvloop, load, 0.05)
         grown = rss_bytes(server_pid(kvloop)) - before
         row.add("kvloop", {"bytes_per_key": grown / keys, "rss_per_key": grown / keys})
     finally:
@@ -256,7 +288,7 @@ def memory_row(binary: Path, cpus: tuple[int | None, int | None], redis: str,
     server = start_redis(cpus[0], redis)
     try:
         before_used, before_rss = redis_used_memory(server), rss_bytes(server_pid(server))
-        generate(binary, cpus[1], server, load, 0.05)
+        generate(generator, cpus[1], server, load, 0.05)
         row.add("redis", {"bytes_per_key": (redis_used_memory(server) - before_used) / keys,
                           "rss_per_key": (rss_bytes(server_pid(server)) - before_rss) / keys})
     finally:
@@ -297,16 +329,16 @@ def held_connections(port: int, count: int) -> Iterator[int]:
             sock.close()
 
 
-def conns_row(binary: Path, cpus: tuple[int | None, int | None], servers: list[Server],
+def conns_row(generator: Generator, cpus: tuple[int | None, int | None], servers: list[Server],
               held: int, runs: int, seconds: float) -> Row:
     """A lone client's p50 latency with ``held`` idle connections open, and without."""
     row = Row(f"1 conn p50 latency with {held:,} idle conns held (x idle)", "x idle",
               higher_is_better=False, figure="slowdown")
     for server in servers:
-        idle = [generate(binary, cpus[1], server, ["-c", "1"], seconds)["p50_us"]
+        idle = [generate(generator, cpus[1], server, ["-c", "1"], seconds)["p50_us"]
                 for _ in range(runs)]
         with held_connections(server.port, held) as alive:
-            busy = [generate(binary, cpus[1], server, ["-c", "1"], seconds)["p50_us"]
+            busy = [generate(generator, cpus[1], server, ["-c", "1"], seconds)["p50_us"]
                     for _ in range(runs)]
         slowdown = statistics.median(busy) / statistics.median(idle)
         row.add(server.name, {"slowdown": slowdown, "idle_us": statistics.median(idle),
@@ -326,7 +358,8 @@ def report(rows: list[Row], args: argparse.Namespace, cpus: tuple[int | None, in
         f"kvloop vs redis-server {redis_version}, "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"{platform.node()}: {os.cpu_count()} CPUs ({_cpu_model()}), Python "
-        f"{platform.python_version()}; servers on CPU {cpus[0]}, generator on CPU {cpus[1]}; "
+        f"{platform.python_version()}; servers on CPU {cpus[0]}, "
+        f"generator ({args.generator}) on CPU {cpus[1]}; "
         f"medians of {args.runs} runs of {args.seconds:g} s",
         "",
         "| row | kvloop | redis-server | ratio (kvloop/redis) | "
@@ -402,8 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="keys for the memory row (default 1000000)")
     p.add_argument("--held", type=int, default=10_000,
                    help="idle connections for the conns row (default 10000)")
-    p.add_argument("--generator", type=Path, default=GENERATOR,
-                   help="C source of the load generator (default benchmarks/loadgen.c)")
+    p.add_argument("--generator", default="own",
+                   help="own (benchmarks/loadgen.c, the default), shared "
+                        "(../shared/tools/loadgen/loadgen.c), or the path of a C source")
     p.add_argument("--redis-server", default=shutil.which("redis-server"),
                    help="the redis-server program (default: from PATH)")
     args = p.parse_args(argv)
@@ -419,7 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         print("compare_redis: a C compiler (cc) is needed to build the generator",
               file=sys.stderr)
         return 2
-    binary = build_generator(args.generator)
+    source = {"own": GENERATOR, "shared": SHARED_GENERATOR}.get(args.generator,
+                                                                 Path(args.generator))
+    if not source.is_file():
+        print(f"compare_redis: no generator source at {source}", file=sys.stderr)
+        return 2
+    generator = build_generator(source)
     cpus_free = sorted(os.sched_getaffinity(0))
     use_taskset = len(cpus_free) >= 2 and shutil.which("taskset") is not None
     cpus = (cpus_free[0], cpus_free[1]) if use_taskset else (None, None)
@@ -439,17 +478,17 @@ def main(argv: list[str] | None = None) -> int:
             servers = [start_kvloop(cpus[0], workdir), start_redis(cpus[0], args.redis_server)]
             try:
                 for server in servers:  # the same 10,000 keys in both
-                    generate(binary, cpus[1], server, ["-c", "1", "--prefill", "--get-pct",
+                    generate(generator, cpus[1], server, ["-c", "1", "--prefill", "--get-pct",
                                                        "100"], 0.05)
-                rows += throughput_rows(binary, cpus, servers, wanted, args.runs, args.seconds)
+                rows += throughput_rows(generator, cpus, servers, wanted, args.runs, args.seconds)
                 if "conns" in wanted:
-                    rows.append(conns_row(binary, cpus, servers, args.held, args.runs,
+                    rows.append(conns_row(generator, cpus, servers, args.held, args.runs,
                                           min(args.seconds, 2.0)))
             finally:
                 for server in servers:
                     server.stop()
         if "memory" in wanted:
-            rows.append(memory_row(binary, cpus, args.redis_server, args.memory_keys, workdir))
+            rows.append(memory_row(generator, cpus, args.redis_server, args.memory_keys, workdir))
     print()
     print(report(rows, args, cpus, redis_version))
     return 0
