@@ -3,8 +3,9 @@
 :class:`WriteAheadLog` is the store's commit hook. Each commit's record is appended to a
 buffer in memory (:meth:`append`); once per loop turn the server calls :meth:`sync`, which
 writes the whole buffer with one ``write`` and, with ``--fsync always``, one ``fsync``: the group
-commit. Replies made during the turn leave only after that, so a reply never announces a commit
-the disk does not have. With ``everysec`` the fsync happens at most once a second (from
+commit. The same call starts a compaction when one is due and reaps a finished one. Replies
+made during the turn leave only after that, so a reply never announces a commit the disk does
+not have. With ``everysec`` the fsync happens at most once a second (from
 :meth:`maintain`, on a loop timer); with ``no`` the kernel decides.
 
 If a write or fsync fails, the commits of the turn are taken back in memory (the store's undo
@@ -158,6 +159,10 @@ class WriteAheadLog:
         except OSError as exc:
             return self._fail(exc, size_before)
         self.store.synced()
+        if self._child is not None:
+            self._reap_child()
+        elif self._compaction_due():
+            self._start_compaction()
         return None
 
     def _fsync(self) -> None:
@@ -194,7 +199,7 @@ class WriteAheadLog:
                 return None
         if self._child is not None:
             self._reap_child()
-        elif now >= self._next_compact_try and self._compaction_due():
+        elif self._compaction_due():
             self._start_compaction()
         return CHILD_POLL_SECONDS if self._child is not None else IDLE_TICK_SECONDS
 
@@ -204,7 +209,8 @@ class WriteAheadLog:
 
     def _compaction_due(self) -> bool:
         size = self.log_bytes()
-        return size > self.compact_min_bytes and size > self.compact_ratio * self._snapshot_bytes
+        return (size > self.compact_min_bytes and size > self.compact_ratio * self._snapshot_bytes
+                and time.monotonic() >= self._next_compact_try)
 
     def _start_compaction(self) -> None:
         """Move the log to a new segment and fork a child that snapshots the state up to it."""
