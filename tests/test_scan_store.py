@@ -210,3 +210,39 @@ def test_random_histories_scan_equals_get(seed):
             assert page.keys == keys
             assert page.values == [expected[k] for k in keys]
             assert all_pages(store, "b", 2, viewer) == [k for k in keys if k.startswith("b")]
+
+
+def test_paging_inside_a_transaction_that_keeps_writing():
+    """A transaction's own writes are kept sorted between its scans: keys it writes between
+    two pages show up in later pages if they sort after the cursor, never twice, in order."""
+    store = Store()
+    for i in range(0, 3000, 2):
+        store.put(f"k{i:05d}", "committed")
+    txn = store.begin(READ_COMMITTED)
+    rng = random.Random(5)
+    for i in rng.sample(range(1, 3000, 2), 1000):
+        store.put(f"k{i:05d}", "own", txn)
+    for i in range(0, 3000, 10):
+        store.delete(f"k{i:05d}", txn)
+    must_see = {f"k{i:05d}" for i in range(3000) if store.get(f"k{i:05d}", txn) is not None}
+    must_not_see: set[str] = set()
+    seen: list[str] = []
+    after = None
+    step = 0
+    while True:
+        page = store.scan("k", after, 97, txn)
+        seen += page.keys
+        if not page.more:
+            break
+        after = page.keys[-1]
+        ahead, behind = f"k{2999 - step:05d}x", f"k{step:05d}x"
+        store.put(ahead, "late", txn)
+        store.put(behind, "late", txn)
+        (must_see if ahead > after else must_not_see).add(ahead)
+        (must_see if behind > after else must_not_see).add(behind)
+        step += 1
+    assert step > 10 and must_not_see
+    assert seen == sorted(must_see)
+    everything = [f"k{i:05d}" for i in range(3000)] + [f"k{i:05d}x" for i in range(3000)]
+    assert store.scan("k", None, 10_000, txn).keys == sorted(
+        k for k in everything if store.get(k, txn) is not None)
