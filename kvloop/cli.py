@@ -19,6 +19,7 @@ import os
 import select
 import stat
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Callable, TextIO
 
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-env", metavar="VAR",
                    help="authenticate with the password held in environment variable VAR "
                    "(for example KVLOOP_PASSWORD)")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS, checking the server's certificate against the "
+                   "system's CAs (or --cafile) and that it names --host")
+    p.add_argument("--cafile", metavar="FILE",
+                   help="trust the CA certificates in FILE (PEM) for TLS; implies --tls")
+    p.add_argument("--insecure-skip-verify", action="store_true",
+                   help="TLS without checking the server's certificate (tests only: anyone "
+                   "on the path can then read and change the traffic); implies --tls")
+    p.add_argument("--cert", metavar="FILE",
+                   help="this client's TLS certificate (PEM), for servers started with "
+                   "--tls-ca; implies --tls")
+    p.add_argument("--key", metavar="FILE",
+                   help="the private key of --cert, if it is not in the same file")
     return p
 
 
@@ -418,8 +432,18 @@ def main(argv: list[str] | None = None) -> int:
         except ScriptError as exc:
             err.write(f"{prog}: {exc}\n")
             return EXIT_TROUBLE
+    if args.insecure_skip_verify:
+        err.write(f"{prog}: warning: --insecure-skip-verify: the server's TLS certificate is "
+                  "not checked; anyone on the network path can read and change this "
+                  "session\n")
     try:
-        with Client(args.host, args.port, timeout=args.timeout, password=password) as client:
+        with warnings.catch_warnings():  # warned above, in the CLI's own words
+            warnings.simplefilter("ignore", RuntimeWarning)
+            client = Client(args.host, args.port, timeout=args.timeout, password=password,
+                            tls=args.tls, cafile=args.cafile,
+                            insecure_skip_verify=args.insecure_skip_verify,
+                            certfile=args.cert, keyfile=args.key)
+        with client:
             if args.scan is not None:
                 return run_scan(client, args.scan, out, err, prog)
             if interactive:

@@ -31,7 +31,9 @@ import json
 import random
 import selectors
 import socket
+import ssl
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
@@ -222,15 +224,29 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _recv_available(sock: socket.socket) -> bytes:
+    """One ``recv``; over TLS also the plaintext the TLS layer already holds (a readable
+    socket is no sign of it, so it must be taken now)."""
+    data = sock.recv(READ_SIZE)
+    if data and isinstance(sock, ssl.SSLSocket):
+        while sock.pending():
+            data += sock.recv(READ_SIZE)
+    return data
+
+
 class _Lost(Exception):
     """Internal: the connection failed; carries the reason for the public exception."""
 
 
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
 def _nonblocking(call: Callable[[Any], Any], arg: Any) -> Any:
-    """``call(arg)`` on a non-blocking socket: ``None`` if it would block, _Lost on failure."""
+    """``call(arg)`` on a non-blocking socket (plain or TLS): ``None`` if it would block,
+    _Lost on failure."""
     try:
         return call(arg)
-    except (BlockingIOError, InterruptedError):
+    except _WOULD_BLOCK:
         return None
     except OSError as exc:
         raise _Lost(_describe(exc)) from None
@@ -249,11 +265,20 @@ class Client:
     Methods that send a command raise :class:`ServerError` (or its subclasses) for an error
     reply and :class:`ConnectionLost` if the connection fails; bad arguments raise ValueError
     before anything is sent.
+
+    TLS: ``tls=True`` (implied by ``cafile`` or ``insecure_skip_verify``) checks the
+    server's certificate against the system's CAs, or against ``cafile`` (PEM), and that it
+    names ``host``. ``insecure_skip_verify=True`` accepts any certificate, which anyone on
+    the path can then impersonate: it warns (``RuntimeWarning``); use it only for tests.
+    ``certfile`` (and ``keyfile``, if the key is not in it) is this client's certificate,
+    for servers that require one (``--tls-ca``).
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  timeout: float | None = DEFAULT_TIMEOUT,
-                 password: str | None = None) -> None:
+                 password: str | None = None, tls: bool = False, cafile: str | None = None,
+                 insecure_skip_verify: bool = False, certfile: str | None = None,
+                 keyfile: str | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -272,6 +297,9 @@ class Client:
             raise ConnectionLost(
                 f"cannot connect to {self.address}: {_describe(exc)}{hint}") from None
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls or cafile or insecure_skip_verify or certfile:
+            self._sock = self._start_tls(self._sock, cafile, insecure_skip_verify,
+                                         certfile, keyfile)
         if password is not None:
             try:
                 self.auth(password)
@@ -280,6 +308,37 @@ class Client:
                 raise
 
     # -- connection ----------------------------------------------------------------------
+
+    def _start_tls(self, sock: socket.socket, cafile: str | None, insecure_skip_verify: bool,
+                   certfile: str | None, keyfile: str | None) -> ssl.SSLSocket:
+        """The TLS handshake over ``sock``; ConnectionLost (and ``sock`` closed) if it fails."""
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+            if certfile:
+                context.load_cert_chain(certfile, keyfile)
+        except OSError as exc:  # ssl.SSLError included
+            sock.close()
+            files = ", ".join(f for f in (cafile, certfile, keyfile) if f)
+            raise ConnectionLost(f"cannot load the TLS files ({files}): {_describe(exc)}"
+                                 ) from None
+        if insecure_skip_verify:
+            warnings.warn(
+                f"TLS certificate checks are off for {self.address}: anyone on the network "
+                "path can read and change this connection (insecure_skip_verify)",
+                RuntimeWarning, stacklevel=3)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            return context.wrap_socket(sock, server_hostname=self.host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            hint = ""
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                hint = " (pass the server's CA certificate with --cafile / cafile=)"
+            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+            raise ConnectionLost(
+                f"TLS handshake with {self.address} failed: {reason or _describe(exc)}{hint}"
+            ) from None
 
     @property
     def address(self) -> str:
@@ -641,8 +700,13 @@ class Client:
             return False
         sock.setblocking(False)
         try:
+            if isinstance(sock, ssl.SSLSocket):  # no MSG_PEEK over TLS: keep what arrives
+                data = _recv_available(sock)
+                if data:
+                    self._reader.feed(data)
+                return not data
             return not sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
+        except _WOULD_BLOCK:
             return False
         except OSError:
             return True
@@ -766,7 +830,7 @@ class _Pipeline:
     def receive(self, sock: socket.socket, client: Client,
                 on_reply: Callable[[bytes, bytes, dict[str, Any]], None]) -> None:
         """Read what has arrived and hand each complete reply to ``on_reply``."""
-        data = _nonblocking(sock.recv, READ_SIZE)
+        data = _nonblocking(_recv_available, sock)
         if data == b"":
             raise _Lost("the server closed the connection")
         if data:
