@@ -263,8 +263,7 @@ class DataFolder:
             return 0
         scan = logformat.scan_records(data)
         try:
-            for payload in scan.payloads:
-                result.commits.append(logformat.decode_commit(payload))
+            result.commits += logformat.decode_commits(scan.payloads)
         except FormatError as exc:
             raise self._damaged(path, exc) from None
         if scan.problem == "corrupt" or (scan.problem == "torn" and not last):

@@ -99,6 +99,25 @@ def decode_commit(payload: bytes) -> tuple[int, list[Write]]:
     return seq, list(zip(pairs, pairs))
 
 
+def decode_commits(payloads: list[bytes]) -> list[tuple[int, list[Write]]]:
+    """Many log records' payloads back into ``(seq, writes)`` pairs: one ``json.loads`` for
+    all of them (recovery speed), falling back to :func:`decode_commit` to name a bad one."""
+    try:
+        batch = _decode_json(b"[" + b",".join(payloads) + b"]")
+    except ValueError:
+        batch = None
+    if batch is None or len(batch) != len(payloads):
+        return [decode_commit(p) for p in payloads]
+    commits = []
+    for flat in batch:
+        if type(flat) is not list or not flat or type(flat[0]) is not int or not len(flat) % 2:
+            return [decode_commit(p) for p in payloads]
+        pairs = iter(flat)
+        seq = next(pairs)
+        commits.append((seq, list(zip(pairs, pairs))))
+    return commits
+
+
 def encode_snapshot(seq: int, items: Iterable[tuple[str, str]], key_count: int,
                     data_bytes: int) -> Iterator[bytes]:
     """A snapshot file's bytes, in pieces (header, then one record at a time).
@@ -178,36 +197,35 @@ class Scan:
 
 def scan_records(data: bytes, start: int = HEADER_SIZE) -> Scan:
     """Decode the records of ``data`` from byte offset ``start`` until the first bad one."""
-    view = memoryview(data)
     size = len(data)
     unpack = RECORD_HEADER.unpack_from
     crc32 = zlib.crc32
     payloads: list[bytes] = []
     offset = start
     while offset < size:
-        record = _intact_record_at(view, offset, size, unpack, crc32)
+        record = _intact_record_at(data, offset, size, unpack, crc32)
         if record is None:
-            problem = "corrupt" if _intact_record_after(view, offset, size) else "torn"
+            problem = "corrupt" if _intact_record_after(data, offset, size) else "torn"
             return Scan(payloads, offset, problem)
         payloads.append(record)
         offset += RECORD_HEADER_SIZE + len(record)
     return Scan(payloads, offset, None)
 
 
-def _intact_record_at(view: memoryview, offset: int, size: int, unpack, crc32) -> bytes | None:
+def _intact_record_at(data: bytes, offset: int, size: int, unpack, crc32) -> bytes | None:
     if offset + RECORD_HEADER_SIZE > size:
         return None
-    length, crc = unpack(view, offset)
+    length, crc = unpack(data, offset)
     begin = offset + RECORD_HEADER_SIZE
     if not MIN_PAYLOAD_BYTES <= length <= MAX_RECORD_BYTES or begin + length > size:
         return None
-    payload = view[begin:begin + length]
+    payload = data[begin:begin + length]
     if crc32(payload) != crc:
         return None
-    return payload.tobytes()
+    return payload
 
 
-def _intact_record_after(view: memoryview, bad: int, size: int) -> bool:
+def _intact_record_after(data: bytes, bad: int, size: int) -> bool:
     """True if an intact record starts anywhere after byte offset ``bad``.
 
     Tried at every offset, since the damage may be in a length field. Random bytes pass the
@@ -216,6 +234,6 @@ def _intact_record_after(view: memoryview, bad: int, size: int) -> bool:
     unpack = RECORD_HEADER.unpack_from
     crc32 = zlib.crc32
     for offset in range(bad + 1, size - RECORD_HEADER_SIZE - MIN_PAYLOAD_BYTES + 1):
-        if _intact_record_at(view, offset, size, unpack, crc32) is not None:
+        if _intact_record_at(data, offset, size, unpack, crc32) is not None:
             return True
     return False

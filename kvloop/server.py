@@ -18,7 +18,7 @@ the next turn, when every other connection gets its share too. A client that doe
 its replies is paused: once its output buffer passes ``OUTPUT_PAUSE_BYTES`` its remaining
 lines wait and the server stops reading from it, until the buffer drains below
 ``OUTPUT_RESUME_BYTES``. The bytes held for all clients are kept under
-``--client-buffer-budget`` (:mod:`kvloop.limits`); timers (:mod:`kvloop.timers`) close
+``--client-buffer-budget`` (:mod:`kvloop.connlimits`); timers (:mod:`kvloop.timers`) close
 handshakes and idle connections that take too long and end AUTH delays.
 """
 
@@ -34,11 +34,11 @@ import ssl
 import sys
 import time
 
-from . import limits
+from . import connlimits
 from .commands import CommandExecutor
 from .config import Settings, format_address, parse_settings
+from .connlimits import BufferBudget
 from .datafiles import DataDirError
-from .limits import BufferBudget
 from .protocol import LineReader
 from .session import Session
 from .store import Store
@@ -318,7 +318,7 @@ class Server:
                     peer, len(self._connections))
         with contextlib.suppress(OSError):
             if self._tls is None:
-                sock.send(limits.too_many_clients(self.settings.max_clients))
+                sock.send(connlimits.too_many_clients(self.settings.max_clients))
             sock.shutdown(socket.SHUT_WR)
         sock.close()
 
@@ -446,7 +446,7 @@ class Server:
             conn.timer = self._timers.call_at(deadline, functools.partial(self._check_idle, conn))
             return
         log.info("closing client %s: idle for %g s (--idle-timeout)", conn.peer, idle_timeout)
-        self._close_with(conn, limits.idle_too_long(idle_timeout))
+        self._close_with(conn, connlimits.idle_too_long(idle_timeout))
 
     def _hold(self, conn: Connection) -> None:
         """A failed AUTH asked for a pause: run nothing more of this connection and read
@@ -526,7 +526,7 @@ class Server:
             log.warning("closing client %s: it holds %d bytes and all clients' buffers passed "
                         "--client-buffer-budget (%d bytes)", biggest.peer, biggest.counted,
                         budget.limit)
-            self._close_with(biggest, limits.over_buffer_budget(budget.limit, biggest.counted))
+            self._close_with(biggest, connlimits.over_buffer_budget(budget.limit, biggest.counted))
 
     def _close_with(self, conn: Connection, line: bytes) -> None:
         """Close at once, after a best-effort try at sending ``line`` (a LIMIT error) in place

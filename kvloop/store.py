@@ -535,14 +535,6 @@ class Store:
         self.data_bytes = data_bytes
         self.seq = seq
 
-    def replay_commit(self, seq: int, writes: list[Write]) -> None:
-        """Apply a commit read back from the log (recovery): no intents, no hook."""
-        values = self._values
-        for key, value in writes:
-            self._count_committed(key, values.get(key), value)
-            self._set(key, value)
-        self.seq = seq
-
     def keep_undo_until_synced(self) -> None:
         """From now on keep each commit's before-images until :meth:`synced`, so that
         :meth:`undo_unsynced` can take back commits the log failed to make durable."""

@@ -329,6 +329,32 @@ def _while_parent_lives(pieces, parent: int):
         raise RuntimeError("the server process is gone; abandoning the snapshot")
 
 
+def replay(state: logformat.Snapshot, commits: list[tuple[int, list[Write]]]) -> int:
+    """Apply the log's commits after ``state.seq`` to ``state`` (in place); return how many.
+
+    Plain dict work, with the data bytes kept as STATS counts them: the store takes the
+    result in one piece (:meth:`Store.install_committed`).
+    """
+    values, data_bytes, seq = state.values, state.data_bytes, state.seq
+    replayed = 0
+    for commit_seq, writes in commits:
+        if commit_seq <= seq:
+            continue  # already in the snapshot
+        for key, value in writes:
+            old = values.get(key)
+            if old is not None:
+                data_bytes -= text_bytes(key) + text_bytes(old)
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
+                data_bytes += text_bytes(key) + text_bytes(value)
+        seq = commit_seq
+        replayed += 1
+    state.data_bytes, state.seq = data_bytes, seq
+    return replayed
+
+
 def open_persistence(settings, store: Store) -> Persistence:
     """Persistence per ``settings``: lock the data folder, recover ``store`` from it, open the
     log. Raises :class:`~kvloop.datafiles.DataDirError` (with a message for the operator) when
@@ -343,13 +369,10 @@ def open_persistence(settings, store: Store) -> Persistence:
         for warning in recovered.warnings:
             log.warning("recovery: %s", warning)
         snapshot = recovered.snapshot
-        if snapshot is not None:
-            store.install_committed(snapshot.values, snapshot.seq, snapshot.data_bytes)
-        replayed = 0
-        for seq, writes in recovered.commits:
-            if seq > store.seq:
-                store.replay_commit(seq, writes)
-                replayed += 1
+        if snapshot is None:
+            snapshot = logformat.Snapshot(0, {}, 0)
+        replayed = replay(snapshot, recovered.commits)
+        store.install_committed(snapshot.values, snapshot.seq, snapshot.data_bytes)
         recovered.commits = []
         folder.lock.record_pid()
         wal = WriteAheadLog(folder, store, recovered, fsync=settings.fsync,
@@ -360,6 +383,6 @@ def open_persistence(settings, store: Store) -> Persistence:
         raise
     log.info("recovered %d keys up to commit %d from %s (%s, %d log records) in %.3f s",
              store.committed_key_count(), store.seq, folder.path,
-             f"snapshot {recovered.snapshot_number}" if snapshot else "no snapshot",
+             f"snapshot {recovered.snapshot_number}" if recovered.snapshot else "no snapshot",
              replayed, time.monotonic() - started)
     return wal
