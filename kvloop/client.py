@@ -10,6 +10,8 @@ Blocking sockets, standard library only::
         with db.transaction(level="serializable"):
             db.put("a", "1")
             db.put("b", "2")                    # both visible at once, or neither
+        for key in db.scan("user:"):            # keys in order, a page fetched as needed
+            print(key)
 
 A COMMIT has three possible outcomes, and the API keeps them apart:
 

@@ -1,10 +1,14 @@
 """SCAN against the real server process: the wire reply, isolation between connections,
-``kvloop.Client.scan`` paging lazily, ``python client.py --scan`` and SCAN at the prompt."""
+``kvloop.Client.scan`` paging lazily, ``python client.py --scan``, SCAN at the prompt, and
+the API example that lists keys."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from support import error_code, ok
+from support import ROOT, error_code, ok
 from test_cli import err, needs_pty, out, run_client, terminal  # noqa: F401 (a fixture)
 
 from kvloop import Client
@@ -123,3 +127,12 @@ def test_interactive_scan(server, terminal):  # noqa: F811
     assert "(error) BAD_REQUEST" in term.ask("SCAN LIMIT many", prompt)
     term.type("exit")
     assert term.wait() == 0
+
+
+def test_api_example_runs_and_lists_keys(server):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "api_example.py"), "--port", str(server.port)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "  order:0001 = item 1\n" in result.stdout
+    assert "every key: alice, bob, georgew, order:0000, order:0001, order:0002\n" in result.stdout
