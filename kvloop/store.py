@@ -11,13 +11,16 @@ per key the seq of its last committed change and keeps the older committed value
 open snapshot can still see (a short chain per key, pruned against the open snapshots); a
 read at a snapshot takes the value that was current then. The same records give first
 committer wins (a write to a key committed after the writer's snapshot is refused) and
-SERIALIZABLE's read-set validation at COMMIT. With no snapshot open nothing is recorded.
+SERIALIZABLE's validation at COMMIT of the keys it read and the ranges it scanned. With no
+snapshot open nothing is recorded.
 
 Every committed key is also in a sorted index (:class:`~kvloop.keyindex.SortedKeys`) for
 SCAN: a key enters it when a commit creates it and leaves it when a commit deletes it, so
 overwrites and uncommitted writes do no index work, and every key in it is visible to everyone
-but a transaction that deleted it itself. A transaction's own uncommitted creations are merged
-into its scans from its undo log.
+but a transaction that deleted it itself. (Except a *ghost*: a key deleted while a snapshot
+that may see it is open stays until no open snapshot predates the deletion; scans other than
+that snapshot's skip it.) A transaction's own uncommitted creations are merged into its scans
+from its undo log.
 
 The store knows nothing of connections or the protocol; one command runs at a time, so no
 method needs a lock.
@@ -47,6 +50,9 @@ write-ahead log's append). If it raises, the commit is undone and the exception 
 WRITE_CONFLICT = "write_intent"
 FIRST_COMMITTER_CONFLICT = "first_committer"
 VALIDATION_CONFLICT = "validation"
+# Ghost keys taken out of the index per step (each costs a few microseconds), so that ending
+# a snapshot after many deletions never stalls the loop: the rest go with the next commits.
+GHOST_BATCH = 256
 
 
 class ConflictError(CommandError):
@@ -89,8 +95,9 @@ class Versions:
     does :meth:`record` get called. A replaced value is kept only if some open snapshot can
     see it (one taken at or after the value's own commit), so one idle snapshot and a million
     commits of one key keep one old value; a million commits of distinct keys keep one old
-    value (or "missing") each. When the oldest snapshot ends, what no remaining snapshot can
-    see is dropped, and when the last one ends, everything is.
+    value (or "missing") each. When the oldest snapshot ends, the keys whose last change
+    every remaining snapshot sees are dropped (older values deeper in a still-needed chain go
+    at that key's next commit), and when the last one ends, everything is.
     """
 
     __slots__ = ("snapshots", "_chains", "_old_values")
@@ -207,6 +214,7 @@ class Store:
         # Keys a commit deleted while a snapshot was open, still in the index for the snapshots
         # that see them: key -> seq of that deletion, in deletion order (see _bury_ghosts).
         self._ghosts: dict[str, int] = {}
+        self._burying = False  # some ghosts may be buried at the next commit
         # Open transaction -> the keys it has written, sorted (made by its first scan).
         self._written_in_order: dict[Transaction, list[str]] = {}
         self._owners: dict[str, Transaction] = {}
@@ -491,14 +499,16 @@ class Store:
         self._ghosts[key] = self.seq + 1  # this commit's seq: it is recorded just after
 
     def _bury_ghosts(self) -> None:
-        """Take out of the index the deleted keys that every open snapshot sees as deleted."""
+        """Take out of the index (at most :data:`GHOST_BATCH` of) the deleted keys that every
+        open snapshot sees as deleted; if some may remain, the next commit goes on."""
         snapshots, ghosts = self._versions.snapshots, self._ghosts
         horizon = next(iter(snapshots)).snapshot_seq if snapshots else None
         buried = []
         for key, deleted_at in ghosts.items():
-            if horizon is not None and deleted_at > horizon:
+            if (horizon is not None and deleted_at > horizon) or len(buried) == GHOST_BATCH:
                 break
             buried.append(key)
+        self._burying = len(buried) == GHOST_BATCH
         owners, values = self._owners, self._values
         for key in buried:
             del ghosts[key]
@@ -592,6 +602,8 @@ class Store:
         self.seq = seq
         if self._versions.snapshots:
             self._record_versions(seq, writes, befores)
+        if self._burying:
+            self._bury_ghosts()
         if self._unsynced is not None:
             self._unsynced.append((seq, [(key, before) for (key, _), before
                                          in zip(writes, befores)]))
@@ -630,6 +642,7 @@ class Store:
         self._values = values
         self._keys = SortedKeys(values)
         self._ghosts = {}
+        self._burying = False
         self._key_count = len(values)
         if data_bytes is None:
             data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in values.items())
