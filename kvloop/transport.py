@@ -205,6 +205,11 @@ class TlsTransport:
             sent = self.sock.send(self._cipher)
         except (BlockingIOError, InterruptedError):
             return
+        except OSError:
+            # The connection failed: what waits can never be sent, and keeping it pending
+            # would keep the connection waiting to write, retried every loop turn.
+            self._cipher.clear()
+            raise
         del self._cipher[:sent]
 
     def close_notify(self) -> None:

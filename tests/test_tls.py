@@ -142,3 +142,24 @@ def test_tls_flags_are_checked_at_start(tmp_path, certs):
     result = start("--tls-cert", str(cert), "--tls-key", str(client_key))  # not its key
     assert result.returncode == 1
     assert b"cannot set up TLS" in result.stderr
+
+
+def test_a_tls_client_that_vanishes_with_replies_unsent_is_closed(tls_server, certs):
+    """A TLS client that resets its connection while replies are still on their way: the
+    failed send ends that connection (it is not retried turn after turn, a busy loop)."""
+    import struct
+
+    with Client("127.0.0.1", tls_server.port, cafile=str(certs[0])) as db:
+        db.put("big", "v" * 65536)
+        gone = RawTls(tls_server.port, certs[0])
+        gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        gone.send(b"GET big\n" * 200)  # ~13 MiB of replies it will never read
+        deadline = time.monotonic() + 10
+        while db.stats()["commands"].get("GET", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # RST rather than FIN: the server's next send fails (ECONNRESET, then EPIPE).
+        gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.sock.close()
+        while db.stats()["clients"]["connected"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert db.stats()["clients"]["connected"] == 1
