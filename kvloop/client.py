@@ -49,6 +49,9 @@ from .transaction import LEVELS, parse_level
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9999
 DEFAULT_TIMEOUT = 10.0
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the certificate
+# is trusted but names another host.
+_NAME_MISMATCH = (62, 64)
 # 64 KiB per recv, as the server does (see shared/PERF-NOTES.md: larger reads were slower).
 READ_SIZE = 64 * 1024
 # Queue at most this many request bytes ahead of the socket while pipelining, so a huge or
@@ -335,7 +338,10 @@ class Client:
         except (OSError, ssl.SSLError) as exc:
             sock.close()
             hint = ""
-            if isinstance(exc, ssl.SSLCertVerificationError):
+            if getattr(exc, "verify_code", None) in _NAME_MISMATCH:
+                hint = (f" (connect with --host / host= set to a name the certificate names,"
+                        f" or use a certificate that names {self.host})")
+            elif isinstance(exc, ssl.SSLCertVerificationError):
                 hint = " (pass the server's CA certificate with --cafile / cafile=)"
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
             raise ConnectionLost(

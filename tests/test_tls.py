@@ -163,3 +163,23 @@ def test_a_tls_client_that_vanishes_with_replies_unsent_is_closed(tls_server, ce
         while db.stats()["clients"]["connected"] > 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert db.stats()["clients"]["connected"] == 1
+
+
+def test_a_certificate_for_another_name_is_refused_with_the_right_hint(start_server, tmp_path):
+    """The client's error says the certificate does not name the host it dialled (not to
+    pass --cafile, which it did)."""
+    make_certificate(tmp_path, "skip-without-openssl")
+    cert, key = tmp_path / "db.pem", tmp_path / "db-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=db.example", "-addext", "subjectAltName=DNS:db.example"],
+        check=True, capture_output=True, timeout=30,
+    )
+    server = start_server("--in-memory", "--tls-cert", str(cert), "--tls-key", str(key))
+    with pytest.raises(ConnectionLost) as failure:
+        Client("127.0.0.1", server.port, cafile=str(cert))
+    message = str(failure.value)
+    assert "not valid for '127.0.0.1'" in message
+    assert "--cafile" not in message
+    assert "names" in message and "--host" in message
