@@ -17,6 +17,16 @@ DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 # Keys are identifiers, not data; 1 KiB is generous and keeps key scans cheap.
 DEFAULT_MAX_KEY_BYTES = 1024
 DEFAULT_DATA_DIR = "./kvloop-data"
+# Memory budget for committed data plus open transactions' writes; 0 = unlimited, as Redis's
+# maxmemory: the count is of key and value bytes, not of the process's memory, so a default
+# fraction of RAM would promise what it cannot keep. Set it when memory is shared.
+DEFAULT_MAX_DATA_BYTES = 0
+# One transaction's writes; FoundationDB's limit. Bounds how long its COMMIT or ROLLBACK can
+# block everyone (each write also counts limits.WRITE_OVERHEAD_BYTES).
+DEFAULT_MAX_TXN_BYTES = 10_000_000
+# A transaction with no command for this long is rolled back (PostgreSQL's
+# idle_in_transaction_session_timeout, but on by default): its write intents block writers.
+DEFAULT_TXN_TIMEOUT_SECONDS = 60.0
 PASSWORD_ENV = "KVLOOP_PASSWORD"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -35,6 +45,9 @@ class Settings:
     data_dir: str = DEFAULT_DATA_DIR
     password: str | None = field(default=None, repr=False)
     allow_insecure: bool = False
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES
+    txn_timeout: float = DEFAULT_TXN_TIMEOUT_SECONDS
 
     def describe(self) -> str:
         """The effective settings as one log-friendly line, secrets left out."""
@@ -43,7 +56,9 @@ class Settings:
             storage += f" (--data-dir {self.data_dir} is not used yet: nothing is persisted)"
         return (
             f"isolation={self.isolation} max_line_bytes={self.max_line_bytes} "
-            f"max_key_bytes={self.max_key_bytes} password={'set' if self.password else 'none'} "
+            f"max_key_bytes={self.max_key_bytes} max_data_bytes={self.max_data_bytes} "
+            f"max_txn_bytes={self.max_txn_bytes} txn_timeout={self.txn_timeout:g} "
+            f"password={'set' if self.password else 'none'} "
             f"data: {storage}"
         )
 
@@ -55,6 +70,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected 0 (off) or more seconds, got {text}")
     return value
 
 
@@ -93,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest request line accepted (default %(default)s)")
     p.add_argument("--max-key-bytes", type=_positive_int, default=DEFAULT_MAX_KEY_BYTES,
                    help="longest key accepted (default %(default)s)")
+    p.add_argument("--max-data-bytes", type=_non_negative_int, default=DEFAULT_MAX_DATA_BYTES,
+                   help="memory budget: key and value bytes of the data plus open transactions' "
+                        "writes; a PUT that would pass it gets LIMIT (default 0: unlimited)")
+    p.add_argument("--max-txn-bytes", type=_non_negative_int, default=DEFAULT_MAX_TXN_BYTES,
+                   help="most one transaction may write (keys, values and 100 bytes per write; "
+                        "default %(default)s; 0: unlimited)")
+    p.add_argument("--txn-timeout", type=_seconds, default=DEFAULT_TXN_TIMEOUT_SECONDS,
+                   metavar="SECONDS",
+                   help="roll back a transaction that sent no command for this long "
+                        "(default %(default)g; 0: never)")
     p.add_argument("--in-memory", action="store_true",
                    help="keep data in memory only (this version always does)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
@@ -121,7 +166,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         host=args.host, port=args.port, isolation=args.isolation, log_level=args.log_level,
         max_line_bytes=args.max_line_bytes, max_key_bytes=args.max_key_bytes,
         in_memory=args.in_memory, data_dir=args.data_dir, password=password,
-        allow_insecure=args.allow_insecure,
+        allow_insecure=args.allow_insecure, max_data_bytes=args.max_data_bytes,
+        max_txn_bytes=args.max_txn_bytes, txn_timeout=args.txn_timeout,
     )
     if not is_loopback(settings.host) and not settings.password and not settings.allow_insecure:
         parser.error(
