@@ -86,6 +86,14 @@ def main() -> int:
         except CommitOutcomeUnknown as exc:
             print("the connection dropped during COMMIT; check before retrying:", exc)
             return 1
+
+        # Keys in order (fetched a page at a time as the loop asks for them); a prefix
+        # narrows the listing, values=True gives (key, value) pairs.
+        for i in range(3):
+            db.put(f"order:{i:04d}", f"item {i}")
+        for key, value in db.scan("order:", values=True):
+            print(f"  {key} = {value}")
+        print("every key:", ", ".join(db.scan()))
     return 0
 
 

@@ -7,14 +7,24 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     commands.py     one function per command and the dispatch table (CommandExecutor)
     session.py      one client's state between commands: open transaction, AUTH, QUIT
     transaction.py  one open transaction: isolation level, undo log, read set
-    store.py        the data: values, write intents, commit sequence, versions for validation
+    store.py        the data: values, write intents, commit sequence, versions for validation,
+                    range reads (SCAN)
+    keyindex.py     SortedKeys: the committed keys in order, a list of sorted chunks
     stats.py        the counters behind STATS
+    logformat.py    the data files' bytes: headers, records (length + CRC32), commits, snapshots
+    datafiles.py    the data folder: lock, log segments, snapshots, recovery, retiring old files
+    wal.py          the running log: group commit, fsync modes, compaction child, READONLY
     config.py       Settings (one dataclass) and the server's command line
-    server.py       the selectors event loop: sockets, buffers, pausing, clean shutdown
+    server.py       the selectors event loop: connection states, buffers, fairness, shutdown
+    transport.py    between the loop and a socket: plain TCP, or TLS over memory BIOs
+    timers.py       cancellable timers for the loop (handshake, idle, AUTH delay, linger)
+    connlimits.py   connection limits: their LIMIT replies, the client buffer budget
     client.py       the Python client API (Client, errors with the server's codes)
     cli.py          client.py's interactive prompt and script runner
+    bench.py        ``python -m kvloop.bench``: a multi-process load generator (ops/s, latency)
 
-Everything but server.py, client.py and cli.py does no IO and is tested without sockets.
+Everything but server.py, transport.py, datafiles.py, wal.py, client.py, cli.py and bench.py
+does no IO and is tested without sockets or files.
 """
 
 from .client import (

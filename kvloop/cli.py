@@ -19,6 +19,7 @@ import os
 import select
 import stat
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Callable, TextIO
 
@@ -72,9 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
                    help="seconds to wait for the server to connect or answer; 0 waits "
                    "forever (default %(default)g)")
+    p.add_argument("--scan", metavar="PREFIX",
+                   help="print every key that starts with PREFIX ('' for all), one per "
+                   "line, fetching page after page, then exit")
     p.add_argument("--password-env", metavar="VAR",
                    help="authenticate with the password held in environment variable VAR "
                    "(for example KVLOOP_PASSWORD)")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS, checking the server's certificate against the "
+                   "system's CAs (or --cafile) and that it names --host")
+    p.add_argument("--cafile", metavar="FILE",
+                   help="trust the CA certificates in FILE (PEM) for TLS; implies --tls")
+    p.add_argument("--insecure-skip-verify", action="store_true",
+                   help="TLS without checking the server's certificate (tests only: anyone "
+                   "on the path can then read and change the traffic); implies --tls")
+    p.add_argument("--cert", metavar="FILE",
+                   help="this client's TLS certificate (PEM), for servers started with "
+                   "--tls-ca; implies --tls")
+    p.add_argument("--key", metavar="FILE",
+                   help="the private key of --cert, if it is not in the same file")
     return p
 
 
@@ -108,6 +125,8 @@ def format_reply(reply: dict[str, Any]) -> str:
     if "result" not in reply:
         return "OK"
     result = reply["result"]
+    if is_scan_page(result):
+        return format_scan_page(result)
     if isinstance(result, str):
         return result
     if isinstance(result, list) and all(isinstance(item, str) for item in result):
@@ -116,6 +135,41 @@ def format_reply(reply: dict[str, Any]) -> str:
     if len(one_line) <= ONE_LINE_JSON:
         return one_line
     return json.dumps(result, ensure_ascii=False, indent=2)
+
+
+def is_scan_page(result: Any) -> bool:
+    """True if ``result`` has the shape of SCAN's: ``{"keys": [...], "more": bool, ...}``."""
+    return (isinstance(result, dict) and isinstance(result.get("keys"), list)
+            and isinstance(result.get("more"), bool))
+
+
+def format_scan_page(result: dict[str, Any]) -> str:
+    """A SCAN page: one key per line (with its value beside it, keys padded to one width),
+    then whether more keys follow and how to get them."""
+    keys = result["keys"]
+    values = result.get("values")
+    if isinstance(values, list) and len(values) == len(keys):
+        width = max((len(key) for key in keys), default=0)
+        lines = [f"{key:<{width}}  {value}" for key, value in zip(keys, values)]
+    else:
+        lines = list(keys)
+    if result["more"]:
+        lines.append(f"(more keys: add AFTER {keys[-1]} for the next page)" if keys
+                     else "(more keys)")
+    else:
+        lines.append(f"({len(keys)} key{'s' if len(keys) != 1 else ''}, no more)")
+    return "\n".join(lines)
+
+
+def run_scan(client: Client, prefix: str, out: TextIO, err: TextIO, prog: str) -> int:
+    """``--scan PREFIX``: print every key under ``prefix``, one per line, all pages."""
+    try:
+        out.writelines(key + "\n" for key in client.scan(prefix))
+    except (ValueError, ServerError) as exc:
+        out.flush()
+        err.write(f"{prog}: --scan {prefix!r}: {exc}\n")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def reply_printer(output: str) -> Callable[[bytes, dict[str, Any]], str]:
@@ -367,16 +421,31 @@ def main(argv: list[str] | None = None) -> int:
             err.write(f"{prog}: --password-env {args.password_env}: that environment "
                       "variable is not set\n")
             return EXIT_TROUBLE
-    interactive = not args.files and sys.stdin.isatty()
+    interactive = not args.files and args.scan is None and sys.stdin.isatty()
+    if args.scan is not None and args.files:
+        err.write(f"{prog}: --scan lists keys and exits; it takes no FILEs\n")
+        return EXIT_TROUBLE
     sources: list[tuple[str, BinaryIO]] = []
-    if not interactive:
+    if not interactive and args.scan is None:
         try:
             sources = open_sources(args.files, sys.stdin.buffer)
         except ScriptError as exc:
             err.write(f"{prog}: {exc}\n")
             return EXIT_TROUBLE
+    if args.insecure_skip_verify:
+        err.write(f"{prog}: warning: --insecure-skip-verify: the server's TLS certificate is "
+                  "not checked; anyone on the network path can read and change this "
+                  "session\n")
     try:
-        with Client(args.host, args.port, timeout=args.timeout, password=password) as client:
+        with warnings.catch_warnings():  # warned above, in the CLI's own words
+            warnings.simplefilter("ignore", RuntimeWarning)
+            client = Client(args.host, args.port, timeout=args.timeout, password=password,
+                            tls=args.tls, cafile=args.cafile,
+                            insecure_skip_verify=args.insecure_skip_verify,
+                            certfile=args.cert, keyfile=args.key)
+        with client:
+            if args.scan is not None:
+                return run_scan(client, args.scan, out, err, prog)
             if interactive:
                 return run_interactive(client, out, err, prog, args.output)
             return run_script(client, Script(sources), out, err, prog, args.output, args.echo)

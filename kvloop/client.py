@@ -10,6 +10,8 @@ Blocking sockets, standard library only::
         with db.transaction(level="serializable"):
             db.put("a", "1")
             db.put("b", "2")                    # both visible at once, or neither
+        for key in db.scan("user:"):            # keys in order, a page fetched as needed
+            print(key)
 
 A COMMIT has three possible outcomes, and the API keeps them apart:
 
@@ -31,9 +33,11 @@ import json
 import random
 import selectors
 import socket
+import ssl
 import time
+import warnings
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from . import errors
@@ -57,6 +61,9 @@ MAX_REPLY_BYTES = 256 * 1024 * 1024
 # enough for the conflicting transaction to finish, short enough not to be noticed.
 RETRY_BASE_SECONDS = 0.005
 RETRY_MAX_SECONDS = 0.2
+# Keys per SCAN page that Client.scan asks for: large pages mean few round trips, and the
+# server caps a page at 10,000 keys.
+SCAN_PAGE_KEYS = 1000
 
 
 
@@ -85,9 +92,10 @@ class NotFoundError(ServerError):
 class ConflictError(ServerError):
     """CONFLICT: nothing was applied, so the transaction can be retried.
 
-    Either a PUT/DEL hit a key another open transaction has written (the statement had no
-    effect and this transaction is still open), or a SERIALIZABLE COMMIT failed validation
-    (the server has rolled the whole transaction back).
+    Either a PUT/DEL hit a key another open transaction has written, or (snapshot and
+    serializable) a key another transaction committed after this one's snapshot (the statement
+    had no effect and this transaction is still open), or a SERIALIZABLE COMMIT failed
+    validation (the server has rolled the whole transaction back).
     """
 
 
@@ -218,15 +226,29 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _recv_available(sock: socket.socket) -> bytes:
+    """One ``recv``; over TLS also the plaintext the TLS layer already holds (a readable
+    socket is no sign of it, so it must be taken now)."""
+    data = sock.recv(READ_SIZE)
+    if data and isinstance(sock, ssl.SSLSocket):
+        while sock.pending():
+            data += sock.recv(READ_SIZE)
+    return data
+
+
 class _Lost(Exception):
     """Internal: the connection failed; carries the reason for the public exception."""
 
 
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
 def _nonblocking(call: Callable[[Any], Any], arg: Any) -> Any:
-    """``call(arg)`` on a non-blocking socket: ``None`` if it would block, _Lost on failure."""
+    """``call(arg)`` on a non-blocking socket (plain or TLS): ``None`` if it would block,
+    _Lost on failure."""
     try:
         return call(arg)
-    except (BlockingIOError, InterruptedError):
+    except _WOULD_BLOCK:
         return None
     except OSError as exc:
         raise _Lost(_describe(exc)) from None
@@ -245,11 +267,20 @@ class Client:
     Methods that send a command raise :class:`ServerError` (or its subclasses) for an error
     reply and :class:`ConnectionLost` if the connection fails; bad arguments raise ValueError
     before anything is sent.
+
+    TLS: ``tls=True`` (implied by ``cafile`` or ``insecure_skip_verify``) checks the
+    server's certificate against the system's CAs, or against ``cafile`` (PEM), and that it
+    names ``host``. ``insecure_skip_verify=True`` accepts any certificate, which anyone on
+    the path can then impersonate: it warns (``RuntimeWarning``); use it only for tests.
+    ``certfile`` (and ``keyfile``, if the key is not in it) is this client's certificate,
+    for servers that require one (``--tls-ca``).
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  timeout: float | None = DEFAULT_TIMEOUT,
-                 password: str | None = None) -> None:
+                 password: str | None = None, tls: bool = False, cafile: str | None = None,
+                 insecure_skip_verify: bool = False, certfile: str | None = None,
+                 keyfile: str | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -268,6 +299,9 @@ class Client:
             raise ConnectionLost(
                 f"cannot connect to {self.address}: {_describe(exc)}{hint}") from None
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls or cafile or insecure_skip_verify or certfile:
+            self._sock = self._start_tls(self._sock, cafile, insecure_skip_verify,
+                                         certfile, keyfile)
         if password is not None:
             try:
                 self.auth(password)
@@ -276,6 +310,37 @@ class Client:
                 raise
 
     # -- connection ----------------------------------------------------------------------
+
+    def _start_tls(self, sock: socket.socket, cafile: str | None, insecure_skip_verify: bool,
+                   certfile: str | None, keyfile: str | None) -> ssl.SSLSocket:
+        """The TLS handshake over ``sock``; ConnectionLost (and ``sock`` closed) if it fails."""
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+            if certfile:
+                context.load_cert_chain(certfile, keyfile)
+        except OSError as exc:  # ssl.SSLError included
+            sock.close()
+            files = ", ".join(f for f in (cafile, certfile, keyfile) if f)
+            raise ConnectionLost(f"cannot load the TLS files ({files}): {_describe(exc)}"
+                                 ) from None
+        if insecure_skip_verify:
+            warnings.warn(
+                f"TLS certificate checks are off for {self.address}: anyone on the network "
+                "path can read and change this connection (insecure_skip_verify)",
+                RuntimeWarning, stacklevel=3)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            return context.wrap_socket(sock, server_hostname=self.host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            hint = ""
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                hint = " (pass the server's CA certificate with --cafile / cafile=)"
+            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+            raise ConnectionLost(
+                f"TLS handshake with {self.address} failed: {reason or _describe(exc)}{hint}"
+            ) from None
 
     @property
     def address(self) -> str:
@@ -333,8 +398,8 @@ class Client:
         self._command(f"DEL {check_key(key)}")
 
     def start(self, level: str | None = None) -> None:
-        """Open a transaction: ``"read-committed"``, ``"serializable"``, or ``None`` for the
-        server's default. ServerError IN_TRANSACTION if one is already open."""
+        """Open a transaction: ``"read-committed"``, ``"snapshot"``, ``"serializable"``, or
+        ``None`` for the server's default. ServerError IN_TRANSACTION if one is already open."""
         if level is None:
             self._command("START")
             return
@@ -357,6 +422,47 @@ class Client:
     def rollback(self) -> None:
         """Discard every write of the open transaction (NO_TRANSACTION if none is open)."""
         self._command("ROLLBACK")
+
+    def scan(self, prefix: str = "", values: bool = False, *,
+             page_size: int = SCAN_PAGE_KEYS) -> Iterator[Any]:
+        """Every key that starts with ``prefix``, in code-point order, fetched a page of
+        ``page_size`` at a time as the iterator is consumed; ``(key, value)`` pairs if
+        ``values``. Each page is a SCAN as this connection sees the data at that moment (inside
+        a transaction: with its own writes), so keys changed between pages may be missed or
+        seen in their newer state, as with any paginated listing."""
+        if prefix:
+            check_key(prefix)
+        if not isinstance(page_size, int) or not 1 <= page_size <= 10_000:
+            raise ValueError(f"page_size must be an int from 1 to 10000, got {page_size!r}")
+        return self._scan_pages(prefix, values, page_size)
+
+    def _scan_pages(self, prefix: str, values: bool, page_size: int) -> Iterator[Any]:
+        after = None
+        while True:
+            page = self.scan_page(prefix, after=after, limit=page_size, values=values)
+            if values:
+                yield from zip(page["keys"], page["values"])
+            else:
+                yield from page["keys"]
+            if not page["more"] or not page["keys"]:
+                return
+            after = page["keys"][-1]
+
+    def scan_page(self, prefix: str = "", after: str | None = None, limit: int | None = None,
+                  values: bool = False) -> dict[str, Any]:
+        """One SCAN: the result ``{"keys": [...], "more": bool}`` (and ``"values"``): keys
+        starting with ``prefix`` after ``after``, at most ``limit`` (server default: 100).
+        The next page starts after the last key."""
+        line = "SCAN"
+        if prefix:
+            line += f" PREFIX {check_key(prefix)}"
+        if after is not None:
+            line += f" AFTER {check_key(after)}"
+        if limit is not None:
+            line += f" LIMIT {int(limit)}"
+        if values:
+            line += " VALUES"
+        return self._command(line)
 
     def ping(self, text: str | None = None) -> str:
         """``"PONG"``, or ``text`` echoed back by the server."""
@@ -492,7 +598,11 @@ class Client:
         """Send one request line and read its reply; the raw reply line and its parse."""
         sock = self._open_socket()
         verb, rest = command_verb(line)
-        if self._peer_closed(sock):
+        # Only COMMIT needs to know whether the server closed before it was sent (then nothing
+        # was committed) or after (outcome unknown). Any other command learns of a closed
+        # connection from the reply read (EOF or reset): the same ConnectionLost, without the
+        # three syscalls of a probe on every round trip.
+        if verb == "COMMIT" and self._peer_closed(sock):
             raise self._lost(None, "the server closed the connection")
         try:
             sock.sendall(line + b"\n")
@@ -592,8 +702,13 @@ class Client:
             return False
         sock.setblocking(False)
         try:
+            if isinstance(sock, ssl.SSLSocket):  # no MSG_PEEK over TLS: keep what arrives
+                data = _recv_available(sock)
+                if data:
+                    self._reader.feed(data)
+                return not data
             return not sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
+        except _WOULD_BLOCK:
             return False
         except OSError:
             return True
@@ -717,7 +832,7 @@ class _Pipeline:
     def receive(self, sock: socket.socket, client: Client,
                 on_reply: Callable[[bytes, bytes, dict[str, Any]], None]) -> None:
         """Read what has arrived and hand each complete reply to ``on_reply``."""
-        data = _nonblocking(sock.recv, READ_SIZE)
+        data = _nonblocking(_recv_available, sock)
         if data == b"":
             raise _Lost("the server closed the connection")
         if data:

@@ -33,6 +33,7 @@ from .session import Session
 from .stats import Stats
 from .store import ConflictError, Store, text_bytes
 from .transaction import LEVELS, parse_level
+from .wal import MemoryOnly, Persistence, ReadOnlyError
 
 log = logging.getLogger("kvloop.commands")
 
@@ -46,6 +47,16 @@ ECHO_LIMIT = 64
 COUNT_WORDS_LIMIT = 4096
 # Closing a connection that spoke HTTP is logged at most once per this many seconds.
 HTTP_LOG_INTERVAL_SECONDS = 60.0
+# SCAN's page size when LIMIT is not given, and the largest LIMIT allowed: a page of 10,000
+# keys is a few hundred KiB and a few milliseconds of work, short enough not to hold up others.
+SCAN_DEFAULT_LIMIT = 100
+SCAN_MAX_LIMIT = 10_000
+# A SCAN page stops early (with "more": true) once its keys and values reach this many
+# characters, so one SCAN builds at most a few hundred KiB of reply (a few milliseconds of work,
+# whatever LIMIT and the values' sizes are); its reply is then at most ~1 MiB even for 4-byte
+# characters.
+SCAN_PAGE_CHARS = 256 * 1024
+SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in any order, each once)"
 
 
 def _quote(text: str) -> str:
@@ -60,11 +71,13 @@ class CommandExecutor:
     """
 
     def __init__(self, settings: Settings, store: Store | None = None,
-                 stats: Stats | None = None,
+                 stats: Stats | None = None, persistence: Persistence | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.store = store if store is not None else Store()
         self.stats = stats if stats is not None else Stats()
+        # The write-ahead log (or MemoryOnly): STATS reads it, writes check it is writable.
+        self.persistence = persistence if persistence is not None else MemoryOnly()
         self.clock = clock
         self._next_session_id = 1
         self.auth_throttle = AuthThrottle()
@@ -246,6 +259,11 @@ class CommandExecutor:
         if txn is not None:
             session.txn_bytes += cost
             self.open_txn_bytes += cost
+    def check_writable(self) -> None:
+        """READONLY if the log could not be written: no write is accepted until restart."""
+        reason = self.persistence.readonly
+        if reason is not None:
+            raise ReadOnlyError(reason)
 
     def rollback(self, session: Session) -> None:
         """Roll back the session's open transaction."""
@@ -305,6 +323,7 @@ def cmd_put(db: CommandExecutor, session: Session, rest: str) -> bytes:
         raise CommandError(errors.BAD_REQUEST,
                            f"PUT {_quote(key)} has no value; usage: PUT key value "
                            "(the value must not be empty)")
+    db.check_writable()
     db.write(session, key, value)
     return encode_ok()
 
@@ -321,17 +340,18 @@ def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
 def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """DEL key: delete; a missing key is fine."""
     key = _one_key(db, rest, "DEL key")
+    db.check_writable()
     db.write(session, key, None)
     return encode_ok()
 
 
 def cmd_start(db: CommandExecutor, session: Session, rest: str) -> bytes:
-    """START [read-committed|serializable]: open a transaction."""
+    """START [read-committed|snapshot|serializable]: open a transaction."""
     words = split_words(rest, 1)
     if len(words) > 1:
         raise CommandError(errors.BAD_REQUEST,
                            "START takes at most one word; "
-                           "usage: START [read-committed|serializable]")
+                           "usage: START [read-committed|snapshot|serializable]")
     level = parse_level(words[0]) if words else db.settings.isolation
     if level is None:
         raise CommandError(errors.BAD_REQUEST,
@@ -357,19 +377,21 @@ def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
     except ConflictError:
         db.stats.rolled_back[txn.level] += 1
         raise
+    except CommandError as exc:  # from the log (READONLY, TOO_LARGE): the store rolled back
+        db.stats.rolled_back[txn.level] += 1
+        raise CommandError(exc.code, exc.mesg.replace(
+            "nothing was changed", "the transaction was rolled back")) from None
     except Exception:
         log.exception("COMMIT failed with an unexpected error (client %s)", session.peer)
-        applied = not txn.undo  # the store drops the undo log once the writes are visible
-        if not applied:
+        if txn.undo:  # the store rolls back when logging fails; anything else, here
             db.store.rollback(txn)
-            db.stats.rolled_back[txn.level] += 1
+        db.stats.rolled_back[txn.level] += 1
         db.stats.errors[errors.INTERNAL] += 1
-        outcome = ("its writes (if any) were applied" if applied else
-                   "the transaction was rolled back: none of its writes were applied")
         return encode_error(
             errors.INTERNAL,
-            f"COMMIT hit an unexpected error; {outcome}; the error was logged, and the "
-            "connection is still usable with no transaction open",
+            "COMMIT hit an unexpected error; the transaction was rolled back: none of its "
+            "writes were applied; the error was logged, and the connection is still usable "
+            "with no transaction open",
         )
     db.stats.committed[txn.level] += 1
     return encode_result({"seq": seq})
@@ -454,6 +476,7 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "conflicts": sum(stats.conflicts.values()),
             "conflicts_by_cause": dict(stats.conflicts),
             "by_level": by_level,
+            "versions": store.version_stats(),
         },
         "limits": {
             "max_data_bytes": db.settings.max_data_bytes,
@@ -467,19 +490,72 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "auth_closed": stats.auth_closed,
             "txn_timeouts": stats.txn_timeouts,
         },
-        "persistence": "memory",
-        "log_bytes": 0,
-        "fsyncs": 0,
+        **db.persistence.stats(),
     })
+
+
+def _parse_scan(db: CommandExecutor, rest: str) -> tuple[str, str | None, int, bool]:
+    """SCAN's options as ``(prefix, after, limit, values)``; BAD_REQUEST naming the problem."""
+    options: dict[str, str] = {}
+    # Seven words at most are valid: stop there (an eighth item is the unsplit rest, an error).
+    words = split_words(rest, 7)
+    at = 0
+    while at < len(words):
+        word = words[at]
+        option = word.upper() if word.isascii() else word
+        if option not in ("PREFIX", "AFTER", "LIMIT", "VALUES"):
+            raise CommandError(errors.BAD_REQUEST,
+                               f"unknown SCAN option {_quote(word)}; {SCAN_USAGE}")
+        if option in options:
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN option {option} given twice; {SCAN_USAGE}")
+        if option == "VALUES":
+            options[option] = ""
+            at += 1
+            continue
+        if at + 1 == len(words):
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN option {option} needs a value; {SCAN_USAGE}")
+        options[option] = words[at + 1]
+        at += 2
+    prefix = db.check_key(options["PREFIX"]) if "PREFIX" in options else ""
+    after = db.check_key(options["AFTER"]) if "AFTER" in options else None
+    limit = SCAN_DEFAULT_LIMIT
+    if "LIMIT" in options:
+        text = options["LIMIT"]
+        if not (text.isascii() and text.isdigit()) or int(text) == 0:
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN LIMIT must be a whole number from 1 to {SCAN_MAX_LIMIT}, "
+                               f"got {_quote(text)}; {SCAN_USAGE}")
+        limit = int(text)
+        if limit > SCAN_MAX_LIMIT:
+            raise CommandError(errors.BAD_REQUEST,
+                               f"SCAN LIMIT {limit} is over the maximum of {SCAN_MAX_LIMIT} keys "
+                               "per page; page through with AFTER instead")
+    return prefix, after, limit, "VALUES" in options
+
+
+def cmd_scan(db: CommandExecutor, session: Session, rest: str) -> bytes:
+    """SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES]: keys in order, one page; result
+    {"keys": [...], "more": bool} (+ "values": [...])."""
+    prefix, after, limit, values = _parse_scan(db, rest)
+    page = db.store.scan(prefix, after, limit, session.txn, values=values,
+                         max_chars=SCAN_PAGE_CHARS)
+    result: dict[str, object] = {"keys": page.keys, "more": page.more}
+    if values:
+        result["values"] = page.values
+    return encode_result(result)
 
 
 HELP_TEXT: list[str] = [
     "PUT key value      add or overwrite (the value is the rest of the line)",
     "GET key            read a value (NOT_FOUND if there is none)",
     "DEL key            delete a key (a missing key is fine)",
-    "START [read-committed|serializable]   open a transaction",
+    "START [read-committed|snapshot|serializable]   open a transaction",
     "COMMIT             make the transaction's writes visible; result {\"seq\": N}",
     "ROLLBACK           discard the transaction's writes",
+    "SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES]   keys in order, one page (LIMIT: default "
+    "100, max 10000); result {\"keys\", \"more\"} (+ \"values\"); next page: AFTER the last key",
     "PING [text]        PONG, or the text back",
     "AUTH password      authenticate when the server has a password",
     "STATS              server counters as a JSON object",
@@ -507,6 +583,7 @@ COMMANDS: dict[str, Handler] = {
     "START": cmd_start,
     "COMMIT": cmd_commit,
     "ROLLBACK": cmd_rollback,
+    "SCAN": cmd_scan,
     "PING": cmd_ping,
     "AUTH": cmd_auth,
     "STATS": cmd_stats,

@@ -49,6 +49,7 @@ class LineReader:
         self._ready: deque[Line] = deque()
         self._partial = bytearray()
         self._discarding = False
+        self._ready_bytes = 0  # bytes made ready since _ready was last empty (an upper bound)
         self.finished = False
 
     def feed(self, data: bytes) -> None:
@@ -70,6 +71,7 @@ class LineReader:
         limit = self.max_line_bytes
         if held + len(data) > limit:  # only then can a line be over the limit
             lines = [LineTooLarge(limit) if self._too_long(line) else line for line in lines]
+        self._ready_bytes = (self._ready_bytes if self._ready else 0) + held + len(data) - len(tail)
         self._ready.extend(lines)
         self._add_partial(tail)
 
@@ -93,6 +95,7 @@ class LineReader:
             return
         self.finished = True
         if self._partial and not self._discarding:
+            self._ready_bytes = (self._ready_bytes if self._ready else 0) + len(self._partial)
             self._ready.append(bytes(self._partial))
         self._partial.clear()
         self._discarding = False
@@ -104,6 +107,11 @@ class LineReader:
     def has_lines(self) -> bool:
         """True when complete lines are waiting to be taken."""
         return bool(self._ready)
+
+    def held_bytes(self) -> int:
+        """An upper bound, in O(1), of the bytes held for lines not yet taken: the partial
+        line plus, while lines wait, what was made ready since none did."""
+        return len(self._partial) + (self._ready_bytes if self._ready else 0)
 
     def buffered_bytes(self) -> int:
         """Bytes held for lines not yet taken (the connection's input buffer size)."""

@@ -1,34 +1,50 @@
 """The network shell: one thread, one ``selectors`` loop, non-blocking sockets.
 
-It only moves bytes. Each readable socket's bytes go into its connection's
-:class:`~kvloop.protocol.LineReader`; every complete line is run by the
-:class:`~kvloop.commands.CommandExecutor` and its reply appended to the connection's output
-buffer. Replies are sent once per loop turn, after every event of the turn has been handled:
-that is where the write-ahead log's group commit will sync, before any reply leaves, and it
-gives pipelining clients one ``send`` for a whole batch of replies.
+It only moves bytes. Each connection's bytes pass through its transport
+(:mod:`kvloop.transport`: plain, or TLS) into its :class:`~kvloop.protocol.LineReader`; every
+complete line is run by the :class:`~kvloop.commands.CommandExecutor` and its reply appended
+to the connection's output buffer. Replies are sent once per loop turn, after every event of
+the turn has been handled: that is where the write-ahead log's group commit syncs
+(:mod:`kvloop.wal`), before any reply leaves, and it gives pipelining clients one ``send`` for
+a whole batch of replies. Replies made while commits wait for that sync are *held* apart from
+the bytes already safe to send.
 
-A client that does not read its replies is paused: once its output buffer passes
-``OUTPUT_PAUSE_BYTES`` its remaining lines wait and the server stops reading from it, until
-the buffer drains below ``OUTPUT_RESUME_BYTES``.
+A connection is in one of four states: ``HANDSHAKING`` (TLS only: nothing is read as
+requests yet), ``OPEN`` (its lines are read and run), ``CLOSING`` (nothing more is read or
+run; its last replies go out, then it closes) and ``CLOSED``.
+
+Fairness: one loop turn runs at most ``TURN_LINES`` lines of a connection; the rest wait for
+the next turn, when every other connection gets its share too. A client that does not read
+its replies is paused: once its output buffer passes ``OUTPUT_PAUSE_BYTES`` its remaining
+lines wait and the server stops reading from it, until the buffer drains below
+``OUTPUT_RESUME_BYTES``. The bytes held for all clients are kept under
+``--client-buffer-budget`` (:mod:`kvloop.connlimits`); timers (:mod:`kvloop.timers`) close
+handshakes and idle connections that take too long and end AUTH delays.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
 import logging
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import time
-from typing import Callable
 
+from . import connlimits
 from .commands import CommandExecutor
 from .config import Settings, format_address, parse_settings
+from .connlimits import BufferBudget
+from .datafiles import DataDirError
 from .protocol import LineReader
 from .session import Session
+from .store import Store
+from .timers import TimerHandle, Timers
+from .transport import PlainTransport, TlsTransport, server_context, tune_socket
+from .wal import open_persistence, unacknowledged_reply
 
 log = logging.getLogger("kvloop.server")
 
@@ -36,8 +52,11 @@ log = logging.getLogger("kvloop.server")
 # (shared/PERF-NOTES.md), and it bounds how many lines one read can queue.
 READ_SIZE = 64 * 1024
 # A client whose unread replies pass this is paused until they drain below the resume mark.
-OUTPUT_PAUSE_BYTES = 1024 * 1024
-OUTPUT_RESUME_BYTES = 256 * 1024
+OUTPUT_PAUSE_BYTES = 256 * 1024
+OUTPUT_RESUME_BYTES = 64 * 1024
+# Lines of one connection run per loop turn; the rest wait for the next turn, so a client
+# pipelining thousands of commands cannot delay the others by more than this many commands.
+TURN_LINES = 64
 # How many connections one listener event may accept, so a connect storm cannot starve
 # the clients already connected.
 ACCEPT_BATCH = 64
@@ -54,82 +73,94 @@ LINGER_SECONDS = 2.0
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 
+HANDSHAKING = "handshaking"
+OPEN = "open"
+CLOSING = "closing"
+CLOSED = "closed"
+
 
 class Connection:
-    """One client socket with its input framing, output buffer and session."""
+    """One client socket with its transport, input framing, output buffer and session.
 
-    __slots__ = ("sock", "peer", "reader", "out", "session", "events")
+    ``state`` is HANDSHAKING, OPEN, CLOSING or CLOSED (see the module's docstring).
+    ``recv``/``send`` are the transport's (for plain TCP, the socket's own methods).
+    ``out`` holds bytes safe to send; ``held`` the replies of this loop turn that wait for the
+    log's group commit (they move to ``out``, or become errors if the log fails).
+    ``counted`` is what it last counted toward the client buffer budget; ``active_at`` the
+    loop turn of its last event; ``timer`` its handshake or idle timer, ``hold_timer`` the
+    end of its AUTH delay.
+    """
 
-    def __init__(self, sock: socket.socket, peer: str, reader: LineReader,
-                 session: Session) -> None:
+    __slots__ = ("sock", "transport", "recv", "send", "peer", "reader", "out", "held",
+                 "session", "events", "state", "counted", "active_at", "timer", "hold_timer")
+
+    def __init__(self, sock: socket.socket, transport: PlainTransport | TlsTransport,
+                 peer: str, reader: LineReader, session: Session) -> None:
         self.sock = sock
+        self.transport = transport
+        self.recv = transport.recv
+        self.send = transport.send
         self.peer = peer
         self.reader = reader
         self.out = bytearray()
+        self.held: list[bytes] = []
         self.session = session
         self.events = READ
+        self.state = HANDSHAKING if transport.handshaking else OPEN
+        self.counted = 0
+        self.active_at = 0.0
+        self.timer: TimerHandle | None = None
+        self.hold_timer: TimerHandle | None = None
 
-    def done(self) -> bool:
-        """True when nothing more will be read or answered: time to close."""
-        if self.out:
-            return False
-        if self.session.closing:
-            return True
-        return self.reader.finished and not self.reader.has_lines()
+    def runnable(self) -> bool:
+        """True when lines it sent are waiting and may run now (not closing, not held by an
+        AUTH delay)."""
+        session = self.session
+        return (self.reader.has_lines() and not session.closing
+                and session.hold_until is None and self.state is OPEN)
 
-    def paused(self) -> bool:
-        """True while lines it sent wait to run because its replies piled up."""
-        return self.reader.has_lines() and not self.session.closing
-
-    def wanted_events(self) -> int:
-        """The selector events this connection needs now: writable while output is pending,
-        readable while every line received so far has been run."""
-        events = WRITE if self.out else 0
-        if not (self.session.closing or self.reader.has_lines() or self.reader.finished):
+    def next_events(self) -> int:
+        """The selector events this connection needs now, or -1 when nothing more will be
+        read or answered (time to close). Writable while output is pending; readable while
+        every line received so far has been run and nothing holds it back."""
+        session, reader = self.session, self.reader
+        if self.out or self.transport.pending:
+            events = WRITE
+        elif (self.state is CLOSING or session.closing
+              or (reader.finished and not reader.has_lines())):
+            return -1
+        else:
+            events = 0
+        if self.state is HANDSHAKING:
+            return events | READ
+        if not (session.closing or session.hold_until is not None or reader.has_lines()
+                or reader.finished or self.state is not OPEN):
             events |= READ
         return events
-
-
-class Timers:
-    """Callbacks due at a time; the loop sleeps in ``select`` until the nearest is due."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._count = 0  # tie-breaker: callbacks themselves are not comparable
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once, ``delay`` seconds from now (at the end of a loop turn)."""
-        self._count += 1
-        heapq.heappush(self._heap, (time.monotonic() + delay, self._count, callback))
-
-    def timeout(self) -> float | None:
-        """Seconds until the nearest callback is due (0 if overdue), or ``None`` if none."""
-        if not self._heap:
-            return None
-        return max(0.0, self._heap[0][0] - time.monotonic())
-
-    def run_due(self) -> None:
-        """Run every callback whose time has come."""
-        now = time.monotonic()
-        while self._heap and self._heap[0][0] <= now:
-            heapq.heappop(self._heap)[2]()
 
 
 class Server:
     """A kvloop server: listens, runs clients' commands, and stops cleanly on request."""
 
-    def __init__(self, settings: Settings, executor: CommandExecutor | None = None) -> None:
+    def __init__(self, settings: Settings, executor: CommandExecutor | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.settings = settings
         self.executor = executor if executor is not None else CommandExecutor(settings)
+        self.persistence = self.executor.persistence
+        self._tls = tls
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
         self._dirty: list[Connection] = []
-        # Paused connections whose replies all went out: their lines run next loop turn.
-        self._resume: list[Connection] = []
+        # Connections with work that needs no socket event: lines left over from an earlier
+        # turn, or buffered input. Run next turn (an ordered set: each once per turn).
+        self._ready: dict[Connection, None] = {}
         # Sockets closed for writing after QUIT, drained until EOF or their deadline.
-        self._lingering: set[socket.socket] = set()
+        self._lingering: dict[socket.socket, TimerHandle] = {}
         self._timers = Timers()
+        self._budget = BufferBudget(settings.client_buffer_budget)
+        self._now = time.monotonic()  # the current loop turn's time
+        self._accept_failures = 0  # in the current accept backoff episode
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -165,17 +196,33 @@ class Server:
     def serve_forever(self) -> None:
         """Run the loop until :meth:`request_stop`, then shut down cleanly."""
         select = self._selector.select
+        timers = self._timers
+        clock = time.monotonic
+        executor = self.executor
+        # --txn-timeout's bookkeeping is the command layer's (next_deadline/expire); an
+        # executor without it has no transaction deadlines.
+        next_deadline = getattr(executor, "next_deadline", lambda: None)
+        self._maintain_persistence()
         while not self._stopping:
-            for key, mask in select(0 if self._resume else self._timers.timeout()):
+            timeout = 0 if self._ready else timers.timeout()
+            txn_deadline = next_deadline()
+            if txn_deadline is not None:
+                wait = max(0.0, txn_deadline - self._now)
+                timeout = wait if timeout is None else min(timeout, wait)
+            events = select(timeout)
+            self._now = now = clock()
+            for key, mask in events:
                 target = key.data
                 if isinstance(target, Connection):
                     self._on_event(target, mask)
                 else:
                     target()
-            if self._resume:
-                self._resume_paused()
+            if self._ready:
+                self._run_ready()
+            if txn_deadline is not None and txn_deadline <= now:
+                executor.expire(now)
             self._flush_dirty()
-            self._timers.run_due()
+            timers.run_due()
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -188,15 +235,20 @@ class Server:
         self._selector.unregister(self._wake_r)
         for sock in list(self._lingering):
             self._end_linger(sock)
+        for conn in self._connections:  # nothing more is read: only replies are sent now
+            self._set_events(conn, WRITE if conn.out or conn.transport.pending else 0)
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         while time.monotonic() < deadline:
-            pending = [c for c in self._connections if c.out or c.paused()]
+            pending = [c for c in self._connections
+                       if c.out or c.transport.pending or c.runnable()]
             if not pending:
                 break
             for conn in pending:
                 if not conn.out:
                     self._run_lines(conn)
-                self._set_events(conn, WRITE if conn.out else 0)
+            self._release_held(pending)
+            for conn in pending:
+                self._set_events(conn, WRITE if conn.out or conn.transport.pending else 0)
             timeout = max(0.0, deadline - time.monotonic())
             for key, _ in self._selector.select(timeout):
                 if isinstance(key.data, Connection):
@@ -205,12 +257,13 @@ class Server:
             if conn.session.txn is not None:
                 log.info("rolling back the open transaction of client %s", conn.peer)
             self._close(conn)
+        self.persistence.close()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
         log.info("stopped")
 
-    # -- events --------------------------------------------------------------------------
+    # -- accepting -----------------------------------------------------------------------
 
     def _on_wakeup(self) -> None:
         try:
@@ -226,54 +279,94 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of file descriptors, and the like
-                # The listener stays readable: stop watching it for a moment instead of
-                # spinning (and logging) until a descriptor frees up.
-                log.warning("accept failed: %s; pausing new connections for %.1f s",
-                            exc, ACCEPT_BACKOFF_SECONDS)
-                self._selector.unregister(self._listener)
-                self._timers.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_accepting)
+                self._pause_accepting(exc)
                 return
+            if self._accept_failures:
+                log.info("accepting connections again (accept failed %d times meanwhile)",
+                         self._accept_failures)
+                self._accept_failures = 0
+            peer = format_address(addr[0], addr[1])
             try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                tune_socket(sock, self.settings.tcp_keepalive)
             except OSError as exc:  # the peer may already have reset the connection
-                log.debug("dropping a connection from %s: %s", addr, exc)
+                log.debug("dropping a connection from %s: %s", peer, exc)
                 sock.close()
                 continue
-            peer = format_address(addr[0], addr[1])
-            session = self.executor.open_session(peer)
-            conn = Connection(sock, peer, LineReader(self.settings.max_line_bytes), session)
-            self._connections.add(conn)
-            self._selector.register(sock, READ, conn)
-            log.debug("client %s connected (session %d)", peer, session.session_id)
+            if len(self._connections) >= self.settings.max_clients:
+                self._refuse(sock, peer)
+                continue
+            self._open_connection(sock, peer)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Stop watching the listener for a moment instead of spinning (and logging) on a
+        listener that stays readable until a descriptor frees up. Logged once per episode."""
+        self._accept_failures += 1
+        if self._accept_failures == 1:
+            log.warning("accept failed: %s; pausing new connections for %.1f s at a time "
+                        "until it works again", exc, ACCEPT_BACKOFF_SECONDS)
+        self._selector.unregister(self._listener)
+        self._timers.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
         if self._listener is not None and not self._stopping:
             self._selector.register(self._listener, READ, self._accept)
 
+    def _refuse(self, sock: socket.socket, peer: str) -> None:
+        """Over --max-clients: one LIMIT line (plain text only: a TLS client would need a
+        handshake first, so it is just closed), then close."""
+        log.warning("refusing client %s: already %d connections (--max-clients)",
+                    peer, len(self._connections))
+        with contextlib.suppress(OSError):
+            if self._tls is None:
+                sock.send(connlimits.too_many_clients(self.settings.max_clients))
+            sock.shutdown(socket.SHUT_WR)
+        sock.close()
+
+    def _open_connection(self, sock: socket.socket, peer: str) -> None:
+        transport = PlainTransport(sock) if self._tls is None else TlsTransport(sock, self._tls)
+        session = self.executor.open_session(peer)
+        conn = Connection(sock, transport, peer, LineReader(self.settings.max_line_bytes),
+                          session)
+        conn.active_at = self._now
+        self._connections.add(conn)
+        self._selector.register(sock, READ, conn)
+        if conn.state is HANDSHAKING:
+            conn.timer = self._timers.call_later(
+                self.settings.handshake_timeout,
+                functools.partial(self._handshake_expired, conn))
+        else:
+            self._start_idle_timer(conn)
+        log.debug("client %s connected (session %d)", peer, session.session_id)
+
+    # -- events --------------------------------------------------------------------------
+
     def _on_event(self, conn: Connection, mask: int) -> None:
+        conn.active_at = self._now
         try:
             if mask & WRITE:
                 self._send(conn)
-            if len(conn.out) < OUTPUT_RESUME_BYTES and conn.paused():
+            if conn.events & READ and mask & READ:
+                if conn.state is OPEN:
+                    self._receive(conn)
+                else:
+                    self._handshake(conn)
+            elif len(conn.out) < OUTPUT_RESUME_BYTES and conn.runnable():
                 self._run_lines(conn)
-            if mask & READ and conn.events & READ:
-                self._receive(conn)
         except Exception:
             log.exception("unexpected error serving client %s; closing its connection", conn.peer)
             self._close(conn)
             return
         self._dirty.append(conn)
 
-    def _resume_paused(self) -> None:
-        resume, self._resume = self._resume, []
-        for conn in resume:
-            if conn in self._connections and conn.paused() and not conn.out:
-                self._on_event(conn, 0)
+    def _run_ready(self) -> None:
+        ready, self._ready = self._ready, {}
+        for conn in ready:
+            if conn.state is not CLOSED:
+                self._on_event(conn, READ if conn.transport.buffered_input else 0)
 
     def _receive(self, conn: Connection) -> None:
         try:
-            data = conn.sock.recv(READ_SIZE)
+            data = conn.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -288,51 +381,177 @@ class Server:
         self._run_lines(conn)
 
     def _run_lines(self, conn: Connection) -> None:
-        """Run the connection's complete lines in order, until its output passes the pause
-        mark (the rest wait for the client to read)."""
+        """Run the connection's complete lines in order: at most TURN_LINES of them, and
+        only until its output passes the pause mark or a line holds it (AUTH delay)."""
         execute = self.executor.execute
-        session, reader, out = conn.session, conn.reader, conn.out
-        while not session.closing and len(out) < OUTPUT_PAUSE_BYTES:
+        persistence = self.persistence
+        session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
+        held_bytes = sum(map(len, held)) if held else 0
+        budget = TURN_LINES
+        while budget and len(out) + held_bytes < OUTPUT_PAUSE_BYTES:
+            if session.closing or session.hold_until is not None:
+                break
             line = reader.next_line()
             if line is None:
-                break
+                return
+            budget -= 1
             reply = execute(session, line)
             if reply is not None:
-                out += reply
+                if persistence.pending:  # a commit of this turn is not durable yet
+                    held.append(reply)
+                    held_bytes += len(reply)
+                else:
+                    out += reply
+        if session.hold_until is not None:
+            self._hold(conn)
+        elif not budget and reader.has_lines():
+            self._ready[conn] = None  # the rest next turn, after everyone else's share
+
+    def _handshake(self, conn: Connection) -> None:
+        """Advance a TLS handshake; once complete the connection is OPEN (and may have sent
+        its first requests along with the handshake's last message)."""
+        try:
+            done = conn.transport.handshake()
+        except OSError as exc:  # not TLS (a plaintext client), bad certificate, reset
+            log.debug("client %s: TLS handshake failed: %s", conn.peer, exc)
+            self._close(conn, notify=False)
+            return
+        if done:
+            conn.state = OPEN
+            conn.timer.cancel()
+            self._start_idle_timer(conn)
+            self._receive(conn)
+
+    def _handshake_expired(self, conn: Connection) -> None:
+        if conn.state is HANDSHAKING:
+            log.debug("client %s: no TLS handshake within %g s (--handshake-timeout)",
+                      conn.peer, self.settings.handshake_timeout)
+            self._close(conn, notify=False)
+
+    # -- timers: idle connections, AUTH delays --------------------------------------------
+
+    def _start_idle_timer(self, conn: Connection) -> None:
+        if self.settings.idle_timeout > 0:
+            conn.timer = self._timers.call_at(conn.active_at + self.settings.idle_timeout,
+                                              functools.partial(self._check_idle, conn))
+
+    def _check_idle(self, conn: Connection) -> None:
+        """The idle deadline passed: close the connection if nothing happened on it since,
+        else look again at its new deadline (one timer per connection, whatever its traffic)."""
+        if conn.state is CLOSED:
+            return
+        idle_timeout = self.settings.idle_timeout
+        deadline = conn.active_at + idle_timeout
+        if deadline > time.monotonic():
+            conn.timer = self._timers.call_at(deadline, functools.partial(self._check_idle, conn))
+            return
+        log.info("closing client %s: idle for %g s (--idle-timeout)", conn.peer, idle_timeout)
+        self._close_with(conn, connlimits.idle_too_long(idle_timeout))
+
+    def _hold(self, conn: Connection) -> None:
+        """A failed AUTH asked for a pause: run nothing more of this connection and read
+        nothing from it until ``session.hold_until``; a timer resumes it."""
+        until = conn.session.hold_until
+        if until <= time.monotonic():
+            self._resume_held(conn)
+            return
+        if conn.hold_timer is None or not conn.hold_timer.active:
+            conn.hold_timer = self._timers.call_at(
+                until, functools.partial(self._resume_held, conn))
+
+    def _resume_held(self, conn: Connection) -> None:
+        if conn.state is CLOSED:
+            return
+        conn.session.hold_until = None
+        self._ready[conn] = None
+        self._dirty.append(conn)  # its events change: it may read again
 
     # -- output --------------------------------------------------------------------------
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
+        self._release_held(dirty)
+        budget = self._budget
         for conn in dirty:
-            if conn not in self._connections:
+            if conn.state is CLOSED:
                 continue
             try:
-                self._send(conn)
-                if conn.done():
+                out = conn.out
+                if out:
+                    self._send(conn)
+                counted = len(out) + conn.reader.held_bytes()
+                budget.total += counted - conn.counted
+                conn.counted = counted
+                events = conn.next_events()
+                if events < 0:
                     self._close(conn, linger=not conn.reader.finished)
                     continue
-                self._set_events(conn, conn.wanted_events())
-                if not conn.out and conn.paused():
-                    self._resume.append(conn)
+                if events != conn.events:
+                    self._set_events(conn, events)
+                if not out and conn.runnable():
+                    self._ready[conn] = None  # paused, and its replies all went out
+                elif events & READ and conn.transport.buffered_input:
+                    self._ready[conn] = None  # TLS: an end of stream came with the last data
             except Exception:
                 log.exception("unexpected error sending to client %s; closing its connection",
                               conn.peer)
                 self._close(conn)
+        if budget.total > budget.limit:
+            self._enforce_budget()
+
+    def _release_held(self, conns: list[Connection]) -> None:
+        """Group commit: make this turn's commits durable, then let their replies out (or, if
+        the log failed, answer each held reply with an error instead)."""
+        failure = self.persistence.sync()
+        for conn in conns:
+            if conn.held:
+                if failure is None:
+                    conn.out += b"".join(conn.held)
+                else:
+                    conn.out += unacknowledged_reply(failure) * len(conn.held)
+                conn.held.clear()
+
+    def _maintain_persistence(self) -> None:
+        delay = self.persistence.maintain()
+        if delay is not None and not self._stopping:
+            self._timers.call_later(delay, self._maintain_persistence)
+
+    def _enforce_budget(self) -> None:
+        """Disconnect the biggest clients until the buffers are back under the budget."""
+        budget = self._budget
+        while budget.total > budget.limit and self._connections:
+            biggest = max(self._connections, key=lambda c: c.counted)
+            if biggest.counted == 0:
+                break
+            log.warning("closing client %s: it holds %d bytes and all clients' buffers passed "
+                        "--client-buffer-budget (%d bytes)", biggest.peer, biggest.counted,
+                        budget.limit)
+            self._close_with(biggest, connlimits.over_buffer_budget(budget.limit, biggest.counted))
+
+    def _close_with(self, conn: Connection, line: bytes) -> None:
+        """Close at once, after a best-effort try at sending ``line`` (a LIMIT error) in place
+        of whatever output was waiting."""
+        conn.state = CLOSING
+        conn.out[:] = line
+        with contextlib.suppress(Exception):
+            self._send(conn)
+        self._close(conn)
 
     def _send(self, conn: Connection) -> None:
-        if not conn.out:
+        out = conn.out
+        if not out and not conn.transport.pending:
             return
         try:
-            sent = conn.sock.send(conn.out)
+            sent = conn.send(out)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             log.debug("client %s: send failed: %s", conn.peer, exc)
-            conn.out.clear()
+            out.clear()
             conn.session.closing = True
+            conn.state = CLOSING
             return
-        del conn.out[:sent]
+        del out[:sent]
 
     def _set_events(self, conn: Connection, events: int) -> None:
         if events == conn.events:
@@ -345,18 +564,37 @@ class Server:
             self._selector.modify(conn.sock, events, conn)
         conn.events = events
 
-    def _close(self, conn: Connection, linger: bool = False) -> None:
-        """Forget the connection, roll back its transaction, and close (or linger) its socket."""
-        if conn not in self._connections:
+    # -- closing -------------------------------------------------------------------------
+
+    def _close(self, conn: Connection, linger: bool = False, notify: bool = True) -> None:
+        """Forget the connection, roll back its transaction, and close (or linger) its socket.
+
+        ``notify``: tell a TLS peer (close_notify); not after a failed handshake, when the
+        peer gets nothing at all.
+        """
+        if conn.state is CLOSED:
             return
+        conn.state = CLOSED
         self._connections.discard(conn)
-        self.executor.close_session(conn.session)
-        log.debug("client %s disconnected", conn.peer)
-        if linger and not self._stopping:
-            self._linger(conn)
-            return
-        self._forget_socket(conn)
-        conn.sock.close()
+        self._budget.total -= conn.counted
+        conn.counted = 0
+        for timer in (conn.timer, conn.hold_timer):
+            if timer is not None:
+                timer.cancel()
+        try:
+            self.executor.close_session(conn.session)
+        except Exception:
+            log.exception("unexpected error closing the session of client %s", conn.peer)
+        finally:
+            log.debug("client %s disconnected", conn.peer)
+            if notify:
+                with contextlib.suppress(Exception):
+                    conn.transport.close_notify()
+            if linger and not self._stopping:
+                self._linger(conn)
+            else:
+                self._forget_socket(conn)
+                conn.sock.close()
 
     def _forget_socket(self, conn: Connection) -> None:
         """Stop watching the connection's socket (tolerating a selector already out of step)."""
@@ -375,8 +613,8 @@ class Server:
         except OSError:
             sock.close()
             return
-        self._lingering.add(sock)
-        self._timers.call_later(LINGER_SECONDS, functools.partial(self._end_linger, sock))
+        self._lingering[sock] = self._timers.call_later(
+            LINGER_SECONDS, functools.partial(self._end_linger, sock))
         self._selector.register(sock, READ, functools.partial(self._drain, sock))
 
     def _drain(self, sock: socket.socket) -> None:
@@ -390,9 +628,10 @@ class Server:
         self._end_linger(sock)
 
     def _end_linger(self, sock: socket.socket) -> None:
-        if sock not in self._lingering:
-            return  # already ended by EOF; this is its deadline passing
-        self._lingering.discard(sock)
+        timer = self._lingering.pop(sock, None)
+        if timer is None:
+            return
+        timer.cancel()
         self._selector.unregister(sock)
         sock.close()
 
@@ -410,12 +649,28 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server from the command line; returns the exit status."""
     settings = parse_settings(argv)
     configure_logging(settings.log_level)
-    server = Server(settings)
+    tls = None
+    if settings.tls_cert:
+        try:
+            tls = server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("cannot set up TLS (--tls-cert %s, --tls-key %s%s): %s",
+                      settings.tls_cert, settings.tls_key,
+                      f", --tls-ca {settings.tls_ca}" if settings.tls_ca else "", exc)
+            return 1
+    store = Store()
+    try:
+        persistence = open_persistence(settings, store)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return 1
+    server = Server(settings, CommandExecutor(settings, store, persistence=persistence), tls=tls)
     try:
         address = server.listen()
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(settings.host, settings.port),
                   exc.strerror or exc)
+        persistence.close()
         return 1
     server.install_signal_handlers()
     log.info("listening on %s (%s)", address, settings.describe())

@@ -3,7 +3,9 @@
 It wraps the PUT, GET and DEL handlers in the command table so that a command on the key
 ``boom`` raises RuntimeError before doing anything, as a bug in a handler would; and it makes
 the line framing raise for bytes holding ``CRASH-CONNECTION``, as a bug in the network layer
-would. The production code has no debug hooks: the faults live only in this test script.
+would; and it makes closing the session of a client that sent ``PING FAIL-ON-CLOSE`` raise,
+as a bug in the rollback on disconnect would. The production code has no debug hooks: the
+faults live only in this test script.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from kvloop.session import Session
 FAULT_KEY = "boom"
 FRAMING_FAULT = b"CRASH-CONNECTION"
 FAULTY_VERBS = ("PUT", "GET", "DEL")
+CLOSE_FAULT = "FAIL-ON-CLOSE"
 
 
 def _faulty(verb: str, handler: commands.Handler) -> commands.Handler:
@@ -43,6 +46,24 @@ def install_faults() -> None:
         feed(reader, data)
 
     protocol.LineReader.feed = faulty_feed
+
+    marked: set[int] = set()  # sessions whose closing must fail
+    ping = commands.COMMANDS["PING"]
+
+    def marking_ping(db: commands.CommandExecutor, session: Session, rest: str) -> bytes:
+        if rest == CLOSE_FAULT:
+            marked.add(session.session_id)
+        return ping(db, session, rest)
+
+    commands.COMMANDS["PING"] = marking_ping
+    close_session = commands.CommandExecutor.close_session
+
+    def faulty_close(db: commands.CommandExecutor, session: Session) -> None:
+        close_session(db, session)
+        if session.session_id in marked:
+            raise RuntimeError("injected fault in close_session")
+
+    commands.CommandExecutor.close_session = faulty_close
 
 
 if __name__ == "__main__":

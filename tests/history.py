@@ -14,9 +14,12 @@ Checking: :func:`check` looks at committed transactions only for the graph:
 - versions: per key, the initial state, then one version per committed transaction that
   wrote the key (its last PUT or DEL of it), ordered by the writers' COMMIT seqs. A DEL is a
   version too (an absent one), so a NOT_FOUND read names a version: the one current at the
-  read (the server promises reads of the latest committed value, so any other is an error).
+  read (read-committed promises reads of the latest committed value, so any other is an
+  error) or, in a transaction that reads at a snapshot (snapshot, serializable), the one
+  current at its snapshot: at its first operation.
 - edges: ww (consecutive versions' writers), wr (writer of the version read -> reader) and
-  rw anti-dependencies (reader of a version -> writer of the next version of that key).
+  rw anti-dependencies (reader of a version -> writer of the next version of that key: a
+  read of an older version, later overwritten, is an anti-dependency to the overwriter).
 - a cycle in that graph means the committed transactions have no serial order; the shortest
   cycle through one transaction of the offending component is reported, with Adya's name.
 
@@ -63,10 +66,12 @@ class Op:
 class Txn:
     """One transaction of a history; operations are recorded in the order they happened."""
 
-    def __init__(self, history: History, txn_id: int, client: int) -> None:
+    def __init__(self, history: History, txn_id: int, client: int,
+                 snapshot: bool = False) -> None:
         self.history = history
         self.txn_id = txn_id
         self.client = client
+        self.snapshot = snapshot
         self.ops: list[Op] = []
         self.status = OPEN
         self.abort_reason = ""
@@ -126,9 +131,10 @@ class History:
         self._clock += 1
         return self._clock
 
-    def begin(self, client: int = 0) -> Txn:
-        """A new transaction of ``client``, numbered from 1."""
-        txn = Txn(self, len(self.txns) + 1, client)
+    def begin(self, client: int = 0, snapshot: bool = False) -> Txn:
+        """A new transaction of ``client``, numbered from 1; ``snapshot``: it reads the state
+        as of its first operation (snapshot and serializable), else the latest."""
+        txn = Txn(self, len(self.txns) + 1, client, snapshot)
         self.txns.append(txn)
         return txn
 
@@ -315,9 +321,10 @@ def _external_reads(txn: Txn, versions: dict[str, list[Version]],
                               f"{own[op.key]!r}")
             continue
         chain = versions[op.key]
-        # The version current at the read: the last one committed before it (versions are
-        # in seq order, which _versions has checked is real-time order).
-        current = bisect_left(commit_indices[op.key], op.index) - 1
+        # The version current at the read (or at the snapshot): the last one committed before
+        # it (versions are in seq order, which _versions has checked is real-time order).
+        seen_at = txn.ops[0].index if txn.snapshot else op.index
+        current = bisect_left(commit_indices[op.key], seen_at) - 1
         if op.value is None:
             if chain[current].value is not None:
                 errors.append(f"{name} read {op} at index {op.index}, but {op.key} had the "
@@ -342,7 +349,8 @@ def _value_read(txn: Txn, op: Op, chain: list[Version], current: int,
             return None
         if current > 0:  # the initial value, read after it was replaced
             errors.append(f"{name} read {op} at index {op.index}, a stale value: "
-                          f"T{chain[current].writer} had committed {op.key} already")
+                          f"T{chain[current].writer} had committed {op.key} already"
+                          f"{_at_snapshot(txn)}")
         return 0
     writer, write = source
     wname = f"T{writer.txn_id}"
@@ -364,11 +372,18 @@ def _value_read(txn: Txn, op: Op, chain: list[Version], current: int,
         return None
     pos = position[(writer.txn_id, op.key)]
     if pos > current:
-        errors.append(f"{name} read {op} at index {op.index}, before {wname} committed it")
+        errors.append(f"{name} read {op} at index {op.index}, before {wname} committed it"
+                      f"{_at_snapshot(txn)}")
     elif pos < current:
         errors.append(f"{name} read {op} at index {op.index}, a stale value: "
-                      f"T{chain[current].writer} had committed {op.key} already")
+                      f"T{chain[current].writer} had committed {op.key} already"
+                      f"{_at_snapshot(txn)}")
     return pos
+
+
+def _at_snapshot(txn: Txn) -> str:
+    """`` at its snapshot (index N)`` for a transaction that reads at a snapshot."""
+    return f" at its snapshot (index {txn.ops[0].index})" if txn.snapshot else ""
 
 
 def find_cycle(graph: dict[int, dict[int, Edge]]) -> list[Edge] | None:
@@ -452,19 +467,34 @@ class UnexpectedReply(Exception):
     """The server answered something the workload has no rule for."""
 
 
+SNAPSHOT_LEVELS = ("snapshot", "serializable")
+RANDOM, WRITE_SKEW = "random", "write-skew"
+WORKLOADS = (RANDOM, WRITE_SKEW)
+
+
+def _plan(rng: random.Random, keys: list[str], max_ops: int,
+          workload: str) -> Iterator[tuple[str, float]]:
+    """One transaction's operations as (key, roll), drawn lazily: roll < 0.5 reads, < 0.85
+    puts, else deletes. ``write-skew``: read two different keys, then put one of them."""
+    if workload == WRITE_SKEW:
+        first, second = rng.sample(keys, 2)
+        yield from ((first, 0.0), (second, 0.0), (rng.choice((first, second)), 0.6))
+        return
+    for _ in range(rng.randint(1, max_ops)):
+        yield rng.choice(keys), rng.random()
+
+
 def _client(client: int, rng: random.Random, history: History, budget: list[int],
-            level: str, keys: list[str], max_ops: int) -> Iterator[str]:
+            level: str, keys: list[str], max_ops: int, workload: str) -> Iterator[str]:
     """One connection's program: yields commands, is sent each reply. Runs transactions
     while the shared ``budget`` lasts."""
     while budget[0] > 0:
         budget[0] -= 1
-        txn = history.begin(client)
+        txn = history.begin(client, snapshot=level in SNAPSHOT_LEVELS)
         reply = yield f"START {level}"
         _expect_ok(reply, "START")
         rolled_back = False
-        for n in range(1, rng.randint(1, max_ops) + 1):
-            key = rng.choice(keys)
-            roll = rng.random()
+        for n, (key, roll) in enumerate(_plan(rng, keys, max_ops, workload), 1):
             if roll < 0.5:
                 reply = yield f"GET {key}"
                 if reply.get("code") == "NOT_FOUND":
@@ -506,14 +536,15 @@ def _expect_ok(reply: dict, what: str) -> None:
 
 def run_random_history(connect: Callable[[], RawConn], *, txns: int = 200, clients: int = 5,
                        keys: int = 4, max_ops: int = 4, seed: int = 0,
-                       level: str = "serializable",
+                       level: str = "serializable", workload: str = RANDOM,
                        seconds: float | None = None) -> History:
     """Run ``txns`` random transactions over ``clients`` connections (``connect()`` returns a
     new RawConn) and return the history. With ``seconds``, no transaction starts after that
     long (the ones under way finish), so a run is bounded in time too.
 
-    Each transaction does 1..``max_ops`` GET/PUT/DEL on keys ``k0``..; aborted ones are
-    recorded, not retried. The initial state and seq are read first (missing keys are fine).
+    Each transaction does 1..``max_ops`` GET/PUT/DEL on keys ``k0``.. (``workload``
+    "write-skew": GET two keys, PUT one of them); aborted ones are recorded, not retried.
+    The initial state and seq are read first (missing keys are fine).
     """
     key_names = [f"k{n}" for n in range(keys)]
     admin = connect()
@@ -530,7 +561,7 @@ def run_random_history(connect: Callable[[], RawConn], *, txns: int = 200, clien
     scheduler = random.Random(seed)
     conns = [connect() for _ in range(clients)]
     programs = [_client(n, random.Random(seed * 1_000_003 + n), history, budget, level,
-                        key_names, max_ops) for n in range(clients)]
+                        key_names, max_ops, workload) for n in range(clients)]
     pending = {}
     for n, program in enumerate(programs):
         command = next(program, None)

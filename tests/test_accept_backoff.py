@@ -50,8 +50,8 @@ def test_accept_pauses_when_out_of_descriptors_and_recovers(start_server):
     for sock in waiting:
         sock.sendall(b"PING\n")
     time.sleep(0.5)  # at the limit: the server must idle, not spin on accept()
-    warnings = server.log().count("accept failed")
-    assert 1 <= warnings <= 15, f"{warnings} accept failures logged in ~0.6 s"
+    # Logged once per episode, not at each 0.1 s retry.
+    assert server.log().count("accept failed") == 1
 
     for sock in served[: WAITING + 1]:
         sock.close()
@@ -61,5 +61,6 @@ def test_accept_pauses_when_out_of_descriptors_and_recovers(start_server):
             data += sock.recv(4096)
         assert data == b'{"status":"Ok","result":"PONG"}\n'
     assert server.connect().ask("PING") == ok("PONG")
+    assert "accepting connections again" in server.log()
     for sock in served[WAITING + 1:] + waiting:
         sock.close()

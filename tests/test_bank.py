@@ -53,11 +53,12 @@ def test_serializable_bank_agrees_with_a_fresh_read(start_server) -> None:
     assert read_balances(conn) == result.final
 
 
-@pytest.mark.parametrize("level", ["read-committed", "serializable"])
+@pytest.mark.parametrize("level", ["read-committed", "snapshot", "serializable"])
 def test_two_transfers_interleaved(server, level: str) -> None:
     """Both transfers read account 0; T1 moves 10 to account 1 and commits; T2 then writes
     account 0 from its stale read (moving 20 to account 2). Read-committed commits T2 and the
-    total becomes 1010; serializable refuses T2's COMMIT and T2's retry keeps 1000."""
+    total becomes 1010; snapshot and serializable refuse T2's write of account 0 (T1
+    committed it after T2's snapshot: first committer wins), and T2's retry keeps 1000."""
     admin, t1, t2 = server.connect(), server.connect(), server.connect()
     setup_accounts(admin)
     seq = ACCOUNTS  # one autocommit PUT per account
@@ -71,20 +72,22 @@ def test_two_transfers_interleaved(server, level: str) -> None:
         (t1, "PUT acct0 90", ok()),
         (t1, "PUT acct1 110", ok()),
         (t1, "COMMIT", ok({"seq": seq + 1})),
-        (t2, "PUT acct0 80", ok()),  # 100 - 20, from the stale read
-        (t2, "PUT acct2 120", ok()),
     ]
     for number, (conn, command, expected) in enumerate(steps, 1):
         assert conn.ask(command) == expected, f"step {number}: {command}"
-    reply = t2.ask("COMMIT")
+    reply = t2.ask("PUT acct0 80")  # 100 - 20, from the stale read
     if level == "read-committed":
-        assert reply == ok({"seq": seq + 2})
+        assert reply == ok()
+        assert t2.ask("PUT acct2 120") == ok()
+        assert t2.ask("COMMIT") == ok({"seq": seq + 2})
         balances = read_balances(admin)
         assert (balances["acct0"], balances["acct1"], balances["acct2"]) == (80, 110, 120)
         assert sum(balances.values()) == TOTAL + 10  # T1's debit of account 0 is lost
         return
     assert reply["status"] == "Error" and reply["code"] == "CONFLICT"
-    assert "'acct0'" in reply["mesg"] and "rolled back" in reply["mesg"]
+    assert "'acct0'" in reply["mesg"] and "first committer wins" in reply["mesg"]
+    assert t2.ask("GET acct0") == ok("100")  # still open, still its snapshot
+    assert t2.ask("ROLLBACK") == ok()
     assert sum(read_balances(admin).values()) == TOTAL
     retry = [
         (t2, f"START {level}", ok()),

@@ -391,6 +391,8 @@ def test_interactive_prompt_shows_address_and_transaction_level(server, terminal
     # A plain START gets the server's default level, which the prompt looks up.
     assert "OK\n" in term.ask("START", f"127.0.0.1:{server.port} (read-committed)> ")
     assert "OK\n" in term.ask("ROLLBACK", prompt)
+    assert "OK\n" in term.ask("START snapshot", f"127.0.0.1:{server.port} (snapshot)> ")
+    assert "OK\n" in term.ask("ROLLBACK", prompt)
 
     stats = term.ask("STATS", prompt)
     assert '\n  "uptime_seconds": ' in stats  # pretty JSON

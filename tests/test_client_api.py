@@ -251,7 +251,7 @@ def test_auth_without_a_server_password(connect):
     (lambda db: db.put("k", "two\nlines"), "one line"),
     (lambda db: db.put("k", "ends with CR\r"), "must not end with"),
     (lambda db: db.put("k", " leading blank"), "must not start with a space"),
-    (lambda db: db.start("snapshot"), "unknown isolation level"),
+    (lambda db: db.start("repeatable-read"), "unknown isolation level"),
     (lambda db: db.ping("a\nb"), "one line"),
     (lambda db: db.execute("PING\nPING"), "one command per line"),
     (lambda db: db.execute("   "), "must not be blank"),
@@ -386,6 +386,45 @@ def test_in_transaction_follows_the_replies(connect):
     db.start("serializable")
     db.close()
     assert (db.in_transaction, db.transaction_level) == (False, None)
+
+
+def test_snapshot_level_through_the_api(connect, start_server):
+    """level="snapshot": reads see the snapshot, a write of a key committed after it raises
+    ConflictError and leaves the transaction open; the function form retries it; a server
+    started with --isolation snapshot gives a plain START that level."""
+    db, other = connect(), connect()
+    db.put("x", "1")
+    with db.transaction(level="snapshot") as tx:
+        assert tx.transaction_level == "snapshot"
+        assert tx.get("x") == "1"
+        other.put("x", "2")
+        assert tx.get("x") == "1"
+        with pytest.raises(ConflictError) as info:
+            tx.put("x", "3")
+        assert "first committer wins" in str(info.value)
+        assert tx.in_transaction
+        tx.put("y", "1")
+    assert db.get("y") == "1" and db.get("x") == "2"
+    attempts = []
+
+    def bump(c):
+        value = int(c.get("x"))
+        if not attempts:
+            other.put("x", str(value + 100))  # a commit after this attempt's snapshot
+        attempts.append(value)
+        c.put("x", str(value + 1))
+        return value + 1
+
+    assert db.transaction(bump, level="snapshot", retries=2) == 103
+    assert attempts == [2, 102]
+    assert db.stats()["transactions"]["by_level"]["snapshot"] == {
+        "started": 3, "committed": 2, "rolled_back": 1}
+    server = start_server("--isolation", "snapshot")
+    with Client("127.0.0.1", server.port, timeout=TIMEOUT) as db2:
+        assert db2.default_isolation() == "snapshot"
+        db2.start()
+        assert db2.transaction_level == "snapshot"
+        assert any("snapshot" in line for line in db2.help() if line.startswith("START"))
 
 
 def test_default_isolation_comes_from_the_server(start_server):
@@ -614,6 +653,20 @@ def test_connection_closed_before_commit_is_sent_is_plain_connection_lost(server
     assert type(info.value) is ConnectionLost
     assert "the server closed the connection" in str(info.value)
     assert error_code(server.connect().ask("GET k")) == "NOT_FOUND"
+
+
+def test_any_other_command_notices_the_close_when_it_reads_the_reply(server, drop_proxy):
+    proxy = drop_proxy(is_put, "after")
+    db = Client(port=proxy.port, timeout=TIMEOUT)
+    db.put("k", "v")  # answered; then the proxy closes the connection
+    assert proxy.dropped.wait(TIMEOUT)
+    assert select.select([db._sock], [], [], TIMEOUT)[0]
+    with pytest.raises(ConnectionLost) as info:
+        db.get("k")  # no probe before sending: the reply read meets the end of the stream
+    assert type(info.value) is ConnectionLost
+    assert db.closed
+    with pytest.raises(ConnectionLost, match="is closed"):
+        db.get("k")
 
 
 def test_transaction_fn_never_retries_commit_outcome_unknown(server, drop_proxy):

@@ -173,6 +173,8 @@ class TestTransactions:
         ("read_committed", "read-committed"),
         ("serializable", "serializable"),
         ("Serializable", "serializable"),
+        ("snapshot", "snapshot"),
+        ("SNAPSHOT", "snapshot"),
     ])
     def test_start_levels(self, c, word, level):
         assert c(f"START {word}") == ok()
@@ -187,7 +189,8 @@ class TestTransactions:
         assert d.session.txn.level == "read-committed"
 
     def test_start_bad_level(self, c):
-        err(c("START snapshot"), "BAD_REQUEST", "snapshot", "read-committed", "serializable")
+        err(c("START repeatable-read"), "BAD_REQUEST", "repeatable-read", "read-committed",
+            "snapshot", "serializable")
         assert c.session.txn is None
         err(c("START serializable extra"), "BAD_REQUEST", "usage")
 
@@ -340,36 +343,50 @@ class TestMisc:
         b("START")
         b("PUT gone 1")
         executor.close_session(b.session)  # rolls b's transaction back
+        a("START snapshot")
+        a("GET k1")
+        c = Client(executor)
+        c("PUT k1 again")
+        a("PUT k1 mine")  # conflict (first committer wins)
+        assert a("GET k1") == ok("changed")  # a's snapshot
+        mid = a("STATS")["result"]["transactions"]["versions"]
+        assert mid == {"open_snapshots": 1, "tracked_keys": 1, "old_values": 1}
+        a("COMMIT")
+        executor.close_session(c.session)
         stats = a("STATS")["result"]
         assert isinstance(stats["uptime_seconds"], (int, float))
         assert stats["uptime_seconds"] >= 0
-        assert stats["clients"] == {"connected": 1, "total": 2}
-        assert stats["commands"]["PUT"] == 8
-        assert stats["commands"]["GET"] == 3
-        assert stats["commands"]["START"] == 5
-        assert stats["commands"]["COMMIT"] == 3
+        assert stats["clients"] == {"connected": 1, "total": 3}
+        assert stats["commands"]["PUT"] == 10
+        assert stats["commands"]["GET"] == 5
+        assert stats["commands"]["START"] == 6
+        assert stats["commands"]["COMMIT"] == 4
         assert stats["commands"]["ROLLBACK"] == 1
-        assert stats["commands"]["STATS"] == 1
+        assert stats["commands"]["STATS"] == 2
         assert stats["keys"] == 4  # k1, k2, k3, held
         assert stats["data_bytes"] == sum(
             len(k.encode()) + len(v.encode()) for k, v in executor.store.committed_items())
         assert stats["data_bytes"] == (
-            len("k1changed") + len("k2é".encode()) + len("k3x") + len("held1"))
+            len("k1again") + len("k2é".encode()) + len("k3x") + len("held1"))
         txns = stats["transactions"]
-        assert txns["started"] == 5
-        assert txns["committed"] == 2
+        assert txns["started"] == 6
+        assert txns["committed"] == 3
         assert txns["rolled_back"] == 3  # ROLLBACK, failed validation, closed session
         assert txns["open"] == 0
-        assert txns["conflicts"] == 2
-        assert txns["conflicts_by_cause"] == {"write_intent": 1, "validation": 1}
+        assert txns["conflicts"] == 3
+        assert txns["conflicts_by_cause"] == {"write_intent": 1, "validation": 1,
+                                              "first_committer": 1}
         assert txns["by_level"]["serializable"] == {
             "started": 2, "committed": 0, "rolled_back": 2}
+        assert txns["by_level"]["snapshot"] == {
+            "started": 1, "committed": 1, "rolled_back": 0}
         assert txns["by_level"]["read-committed"] == {
             "started": 3, "committed": 2, "rolled_back": 1}
+        assert txns["versions"] == {"open_snapshots": 0, "tracked_keys": 0, "old_values": 0}
         assert stats["log_bytes"] == 0
         assert stats["fsyncs"] == 0
         assert stats["errors"]["NOT_FOUND"] == 1
-        assert stats["errors"]["CONFLICT"] == 2
+        assert stats["errors"]["CONFLICT"] == 3
         assert stats["commit_seq"] == executor.store.seq
         assert stats["isolation_default"] == "read-committed"
 
@@ -456,16 +473,18 @@ class TestCommitFailure:
         assert other("PUT k free") == ok()  # the key's intent was released
         assert executor.stats.rolled_back["read-committed"] == 1
 
-    def test_failure_after_the_writes_are_visible_says_so(self, executor, c):
+    def test_failure_in_the_log_hook_rolls_back(self, executor, c):
+        """The log is written before the commit takes effect: a failing hook undoes it."""
         def broken_hook(seq, writes):
             raise RuntimeError("injected")
 
         c("START")
         c("PUT k during")
         executor.store.on_commit = broken_hook
-        err(c("COMMIT"), "INTERNAL", "were applied")
+        err(c("COMMIT"), "INTERNAL", "rolled back", "none of its writes")
         executor.store.on_commit = None
         err(c("ROLLBACK"), "NO_TRANSACTION")
         other = Client(executor)
-        assert other("GET k") == ok("during")
+        err(other("GET k"), "NOT_FOUND")
         assert other("PUT k free") == ok()
+        assert executor.store.seq == 1  # the failed commit's number was not used

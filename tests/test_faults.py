@@ -7,6 +7,7 @@ PUT/GET/DEL on the key ``boom`` raise RuntimeError.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,25 @@ def test_fault_in_the_network_layer_closes_only_that_connection(server):
     assert error_code(other.ask("GET held")) == "NOT_FOUND"
     assert other.ask("PUT held mine") == ok()
     assert server.connect().ask("GET held") == ok("mine")
+
+
+def test_a_failing_session_close_still_closes_the_socket(server):
+    """If closing the session raises, the error is logged and the socket is closed anyway:
+    twenty such clients leave the server with no more descriptors open than before."""
+    fd_dir = Path(f"/proc/{server.proc.pid}/fd")
+    if not fd_dir.exists():
+        pytest.skip("needs /proc to count the server's descriptors")
+    assert server.connect().ask("PING") == ok("PONG")  # warmed up
+    before = len(list(fd_dir.iterdir()))
+    for _ in range(20):
+        c = server.connect()
+        assert c.ask("PING FAIL-ON-CLOSE") == ok("FAIL-ON-CLOSE")
+        assert c.ask("QUIT") == ok()
+        assert c.read_until_closed() == b""
+        c.close()
+    assert server.connect().ask("PING") == ok("PONG")
+    assert server.log().count("RuntimeError: injected fault in close_session") == 20
+    deadline = time.monotonic() + 5  # lingering sockets close within LINGER_SECONDS
+    while len(list(fd_dir.iterdir())) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(fd_dir.iterdir())) <= before

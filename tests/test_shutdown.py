@@ -24,7 +24,7 @@ def wait_exit(server, sig: int) -> int:
     return server.proc.wait(timeout=10)
 
 
-def test_startup_line_names_address_settings_and_memory_only(server):
+def test_startup_line_names_address_settings_and_persistence(server):
     log = server.log()
     match = STARTUP.search(log)
     assert match, log
@@ -34,7 +34,8 @@ def test_startup_line_names_address_settings_and_memory_only(server):
     assert "max_line_bytes=1048576" in settings
     assert "max_key_bytes=1024" in settings
     assert "password=none" in settings
-    assert "memory only" in settings
+    assert f"data: {server.workdir / 'data'} fsync=always" in settings
+    assert "compact_min_bytes=1048576 compact_ratio=2" in settings
 
 
 def test_startup_line_shows_flags_and_no_secret(start_server, tmp_path):

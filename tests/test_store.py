@@ -6,8 +6,14 @@ from __future__ import annotations
 import pytest
 
 from kvloop import errors
-from kvloop.store import VALIDATION_CONFLICT, WRITE_CONFLICT, ConflictError, Store
-from kvloop.transaction import READ_COMMITTED, SERIALIZABLE
+from kvloop.store import (
+    FIRST_COMMITTER_CONFLICT,
+    VALIDATION_CONFLICT,
+    WRITE_CONFLICT,
+    ConflictError,
+    Store,
+)
+from kvloop.transaction import READ_COMMITTED, SERIALIZABLE, SNAPSHOT
 
 
 def utf8_len(*texts: str) -> int:
@@ -235,14 +241,17 @@ class TestTransactions:
         assert store.commit(txn) == 2
         assert calls == [(1, [("a", "1")]), (2, [("a", None)])]
 
-    def test_on_commit_sees_the_new_state(self):
+    def test_on_commit_runs_before_the_commit_takes_effect(self):
+        """The log is appended first: others still see the before-image during the hook."""
         seen = []
         store = Store()
-        store.on_commit = lambda seq, writes: seen.append((store.seq, store.get("k")))
+        store.on_commit = lambda seq, writes: seen.append((seq, store.seq, store.get("k")))
         txn = store.begin(READ_COMMITTED)
         store.put("k", "v", txn)
         store.commit(txn)
-        assert seen == [(1, "v")]
+        store.put("k", "w")
+        assert seen == [(1, 0, None), (2, 1, "v")]
+        assert store.get("k") == "w"
 
 
 # -- accounting ---------------------------------------------------------------------------
@@ -370,6 +379,7 @@ class TestSerializable:
         other = store.begin(READ_COMMITTED)
         store.delete("x", other)
         store.commit(other)
+        store.put("out", "1", txn)
         with pytest.raises(ConflictError):
             store.commit(txn)
 
@@ -380,6 +390,8 @@ class TestSerializable:
         txn = store.begin(SERIALIZABLE)
         assert store.get("x", txn) == "1"
         store.commit(writer)
+        assert store.get("x", txn) == "1"  # still its snapshot
+        store.put("out", "1", txn)
         with pytest.raises(ConflictError):
             store.commit(txn)
 
@@ -465,6 +477,24 @@ class TestSerializable:
         assert store.commit(txn) == store.seq
         assert store.get("y") == "1"
 
+    def test_read_only_transaction_always_commits(self, store):
+        store.put("x", "1")
+        txn = store.begin(SERIALIZABLE)
+        assert store.get("x", txn) == "1"
+        assert store.get("gone", txn) is None
+        store.put("x", "2")
+        store.put("gone", "here")
+        assert store.get("x", txn) == "1"
+        assert store.get("gone", txn) is None
+        assert store.commit(txn) == store.seq == 3
+
+    def test_only_deleting_missing_keys_counts_as_read_only(self, store):
+        txn = store.begin(SERIALIZABLE)
+        assert store.get("x", txn) is None
+        store.delete("never", txn)
+        store.put("x", "1")
+        assert store.commit(txn) == store.seq
+
     def test_versions_pruned_once_serializable_transactions_finish(self, store):
         store.put("a", "0")
         t1 = store.begin(SERIALIZABLE)
@@ -473,36 +503,40 @@ class TestSerializable:
         store.get("b", t2)
         for i in range(20):
             store.put(f"k{i}", str(i))
-        assert store._versions  # recorded while serializable transactions are open
+        assert store.version_stats() == {"open_snapshots": 2, "tracked_keys": 20,
+                                         "old_values": 20}
         store.commit(t1)
         store.rollback(t2)
-        assert store._versions == {}
-        assert not store._version_log
+        assert store.version_stats() == {"open_snapshots": 0, "tracked_keys": 0,
+                                         "old_values": 0}
         store.put("after", "1")  # nothing open: nothing recorded
-        assert store._versions == {}
+        assert store.version_stats()["tracked_keys"] == 0
 
     def test_versions_pruned_after_failed_validation(self, store):
         t1 = store.begin(SERIALIZABLE)
         store.get("a", t1)
+        store.put("b", "1", t1)
         store.put("a", "1")
         with pytest.raises(ConflictError):
             store.commit(t1)
-        assert store._versions == {}
-        assert not store._version_log
+        assert store.version_stats() == {"open_snapshots": 0, "tracked_keys": 0,
+                                         "old_values": 0}
 
     def test_versions_reach_back_only_to_oldest_open(self, store):
         old = store.begin(SERIALIZABLE)
+        store.get("z", old)
         store.put("a", "1")
         store.put("b", "1")
         young = store.begin(SERIALIZABLE)
+        store.get("z", young)
         store.put("c", "1")
         store.commit(old)
-        # Only changes after the young transaction began can fail its validation.
-        assert set(store._versions) == {"c"}
-        store.get("c", young)
-        store.put("y", "1", young)
-        assert store.commit(young) == store.seq
-        assert store._versions == {}
+        # Only changes after the young transaction's snapshot matter to it.
+        assert store.version_stats() == {"open_snapshots": 1, "tracked_keys": 1,
+                                         "old_values": 1}
+        assert store.get("c", young) is None  # its snapshot: before c was created
+        assert store.commit(young) == store.seq  # read-only: commits
+        assert store.version_stats()["tracked_keys"] == 0
 
     def test_many_serializable_rounds_leave_no_versions(self, store):
         for i in range(50):
@@ -514,6 +548,192 @@ class TestSerializable:
                 store.rollback(t)
             else:
                 store.commit(t)
-        assert store._versions == {}
-        assert not store._version_log
+        assert store.version_stats() == {"open_snapshots": 0, "tracked_keys": 0,
+                                         "old_values": 0}
         assert store.open_intents() == 0
+
+
+# -- snapshot reads and version memory --------------------------------------------------------
+
+@pytest.fixture(params=[SNAPSHOT, SERIALIZABLE])
+def snap_level(request) -> str:
+    """Each level that reads at a snapshot."""
+    return request.param
+
+
+class TestSnapshot:
+    """Reads at the snapshot, first committer wins, and which older values are kept."""
+
+    def test_snapshot_taken_at_first_read_not_at_begin(self, store, snap_level):
+        store.put("x", "1")
+        txn = store.begin(snap_level)
+        assert txn.snapshot_seq is None
+        store.put("x", "2")  # before the first read: visible
+        assert store.get("x", txn) == "2"
+        assert txn.snapshot_seq == 2
+        store.put("x", "3")
+        store.delete("x")
+        store.put("new", "n")
+        assert store.get("x", txn) == "2"
+        assert store.get("new", txn) is None
+        assert store.get("x") is None and store.get("new") == "n"  # autocommit: latest
+        store.commit(txn)
+
+    def test_snapshot_taken_at_first_write(self, store, snap_level):
+        txn = store.begin(snap_level)
+        store.put("mine", "1", txn)
+        assert txn.snapshot_seq == 0
+        store.put("x", "later")
+        assert store.get("x", txn) is None
+        assert store.get("mine", txn) == "1"
+        store.rollback(txn)
+
+    def test_snapshot_sees_before_image_of_uncommitted_and_not_its_later_commit(
+            self, store, snap_level):
+        store.put("x", "1")
+        writer = store.begin(READ_COMMITTED)
+        store.put("x", "2", writer)
+        txn = store.begin(snap_level)
+        assert store.get("x", txn) == "1"
+        store.commit(writer)
+        assert store.get("x", txn) == "1"
+        store.put("x", "3")
+        assert store.get("x", txn) == "1"
+        store.commit(txn)
+
+    def test_first_committer_wins(self, store, snap_level):
+        store.put("x", "1")
+        txn = store.begin(snap_level)
+        assert store.get("y", txn) is None
+        store.put("x", "2")  # committed after the snapshot
+        with pytest.raises(ConflictError) as info:
+            store.put("x", "3", txn)
+        assert info.value.cause == FIRST_COMMITTER_CONFLICT
+        assert "'x'" in info.value.mesg and "rolled back" not in info.value.mesg
+        with pytest.raises(ConflictError):
+            store.delete("x", txn)
+        # The statement had no effect; the transaction is open and can write other keys.
+        assert store.get("x") == "2" and store.open_intents() == 0
+        store.put("y", "1", txn)
+        assert store.commit(txn) == store.seq
+        assert store.get("y") == "1"
+
+    def test_write_of_key_changed_before_snapshot_is_fine(self, store, snap_level):
+        txn = store.begin(snap_level)
+        store.put("x", "1")
+        assert store.get("other", txn) is None
+        store.put("x", "2", txn)
+        store.commit(txn)
+        assert store.get("x") == "2"
+
+    def test_write_skew_allowed_at_snapshot_only(self, store, snap_level):
+        store.put("alice", "on")
+        store.put("bob", "on")
+        t1, t2 = store.begin(snap_level), store.begin(snap_level)
+        for t in (t1, t2):
+            store.get("alice", t)
+            store.get("bob", t)
+        store.put("alice", "off", t1)
+        store.put("bob", "off", t2)
+        store.commit(t1)
+        if snap_level == SNAPSHOT:
+            store.commit(t2)
+            assert store.committed_items() == [("alice", "off"), ("bob", "off")]
+        else:
+            with pytest.raises(ConflictError):
+                store.commit(t2)
+            assert store.committed_items() == [("alice", "off"), ("bob", "on")]
+
+    def test_own_writes_then_rollback(self, store, snap_level):
+        store.put("x", "1")
+        txn = store.begin(snap_level)
+        store.put("x", "2", txn)
+        store.delete("y", txn)
+        assert store.get("x", txn) == "2"
+        store.rollback(txn)
+        assert store.get("x") == "1"
+        assert store.version_stats()["open_snapshots"] == 0
+
+    def test_one_key_many_commits_keep_one_old_value(self, store, snap_level):
+        store.put("x", "0")
+        idle = store.begin(snap_level)
+        assert store.get("x", idle) == "0"
+        for i in range(1, 1001):
+            store.put("x", str(i))
+        assert store.version_stats() == {"open_snapshots": 1, "tracked_keys": 1,
+                                         "old_values": 1}
+        assert store.get("x", idle) == "0"
+        store.commit(idle)
+        assert store.version_stats()["old_values"] == 0
+
+    def test_distinct_keys_keep_one_old_value_each(self, store, snap_level):
+        idle = store.begin(snap_level)
+        store.get("nothing", idle)
+        for i in range(100):
+            store.put(f"k{i}", "v")
+            store.put(f"k{i}", "w")
+        assert store.version_stats()["old_values"] == 100
+        assert all(store.get(f"k{i}", idle) is None for i in range(100))
+        store.rollback(idle)
+        assert store.version_stats()["old_values"] == 0
+
+    def test_each_open_snapshot_sees_its_own_version(self, store, snap_level):
+        readers = []
+        for i in range(5):
+            store.put("x", str(i))
+            store.put("noise", str(i))
+            txn = store.begin(snap_level)
+            assert store.get("x", txn) == str(i)
+            readers.append(txn)
+        for i in range(5, 50):
+            store.put("x", str(i))
+        # Per key, one older value per open snapshot that saw a value since replaced (x: 5,
+        # noise: 4), however many commits came after.
+        assert store.version_stats()["old_values"] == 9
+        for i, txn in enumerate(readers):
+            assert store.get("x", txn) == str(i)
+        # Ending the oldest: the others still read theirs, and what only it could see goes
+        # at its key's next commit (x), or once every snapshot is past the key's last change.
+        store.commit(readers.pop(0))
+        for i, txn in enumerate(readers, 1):
+            assert store.get("x", txn) == str(i)
+        store.put("x", "50")
+        assert store.version_stats()["old_values"] == 8
+        for i, txn in enumerate(readers, 1):
+            assert store.get("x", txn) == str(i)
+        for txn in readers:
+            store.commit(txn)
+        assert store.version_stats()["tracked_keys"] == 0
+
+    def test_transaction_commit_records_before_images(self, store, snap_level):
+        store.put("x", "1")
+        reader = store.begin(snap_level)
+        store.get("x", reader)
+        writer = store.begin(READ_COMMITTED)
+        store.put("x", "2", writer)
+        store.put("y", "new", writer)
+        store.commit(writer)
+        assert store.get("x", reader) == "1"
+        assert store.get("y", reader) is None
+        store.commit(reader)
+
+    def test_commit_hook_gets_committed_values_only(self, snap_level):
+        seen = []
+        store = Store(on_commit=lambda seq, writes: seen.append((seq, writes)))
+        store.put("x", "1")
+        reader = store.begin(snap_level)
+        store.get("x", reader)
+        store.put("x", "2")
+        store.put("x", "3")
+        assert seen == [(1, [("x", "1")]), (2, [("x", "2")]), (3, [("x", "3")])]
+        store.commit(reader)
+
+    def test_read_committed_keeps_no_versions(self, store):
+        txn = store.begin(READ_COMMITTED)
+        store.get("x", txn)
+        store.put("x", "1")
+        assert store.get("x", txn) == "1"
+        assert txn.snapshot_seq is None
+        assert store.version_stats() == {"open_snapshots": 0, "tracked_keys": 0,
+                                         "old_values": 0}
+        store.commit(txn)
