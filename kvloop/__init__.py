@@ -6,16 +6,17 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     protocol.py     bytes -> request lines (framing, limits) -> (VERB, rest); replies -> bytes
     commands.py     one function per command and the dispatch table (CommandExecutor)
     session.py      one client's state between commands: open transaction, AUTH, QUIT
-    transaction.py  one open transaction: isolation level, undo log, read set
-    store.py        the data: values, write intents, commit sequence, versions for validation,
-                    range reads (SCAN)
+    transaction.py  one open transaction: isolation level, snapshot, undo log, read set, ranges
+    store.py        the data: values, write intents, commit sequence, older versions for
+                    snapshot reads (Versions), range reads (SCAN)
     keyindex.py     SortedKeys: the committed keys in order, a list of sorted chunks
     stats.py        the counters behind STATS
     logformat.py    the data files' bytes: headers, records (length + CRC32), commits, snapshots
     datafiles.py    the data folder: lock, log segments, snapshots, recovery, retiring old files
     wal.py          the running log: group commit, fsync modes, compaction child, READONLY
     config.py       Settings (one dataclass) and the server's command line
-    server.py       the selectors event loop: connection states, buffers, fairness, shutdown
+    server.py       the selectors event loop: accepting, fairness, limits, timers, shutdown
+    connection.py   one client connection as the loop sees it, with its explicit state
     transport.py    between the loop and a socket: plain TCP, or TLS over memory BIOs
     timers.py       cancellable timers for the loop (handshake, idle, AUTH delay, linger)
     connlimits.py   connection limits: their LIMIT replies, the client buffer budget
