@@ -243,8 +243,8 @@ class CommandExecutor:
                 )
         if value is not None and self.settings.max_data_bytes:
             limit = self.settings.max_data_bytes
-            adds = cost or text_bytes(key) + text_bytes(value)
-            if self.store.data_bytes + self.open_txn_bytes + adds > limit:
+            adds = cost or self._autocommit_growth(key, value)
+            if adds > 0 and self.store.data_bytes + self.open_txn_bytes + adds > limit:
                 raise CommandError(
                     errors.LIMIT,
                     f"the data would pass the memory budget of {limit} bytes "
@@ -259,6 +259,15 @@ class CommandExecutor:
         if txn is not None:
             session.txn_bytes += cost
             self.open_txn_bytes += cost
+
+    def _autocommit_growth(self, key: str, value: str) -> int:
+        """How many bytes an autocommit PUT adds to the committed data: an overwrite replaces
+        the old value (a transaction's write is charged in full: its before-image stays until
+        it ends)."""
+        old = self.store.get(key)
+        return text_bytes(value) - text_bytes(old) if old is not None else (
+            text_bytes(key) + text_bytes(value))
+
     def check_writable(self) -> None:
         """READONLY if the log could not be written: no write is accepted until restart."""
         reason = self.persistence.readonly

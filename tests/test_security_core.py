@@ -396,6 +396,21 @@ def test_max_data_bytes_counts_open_transactions(clock):
     assert b("PUT x " + "y" * 200)["status"] == "Ok"
 
 
+def test_max_data_bytes_charges_an_overwrite_only_what_it_adds(clock):
+    """Overwriting a key replaces its value: a same-size or smaller PUT never passes the
+    budget, and over the budget (a lower limit after a restart) shrinking a value still works."""
+    db = make(clock, max_data_bytes=1000)
+    c = Conn(db)
+    assert c("PUT k " + "x" * 600)["status"] == "Ok"  # 601 bytes: over half the budget
+    assert c("PUT k " + "y" * 600)["status"] == "Ok"
+    assert c("GET k")["result"] == "y" * 600
+    assert code(c("PUT k " + "y" * 1000)) == "LIMIT"  # 1,001 bytes would pass it
+    db.settings.max_data_bytes = 300  # as a restart with a lower limit leaves it
+    assert c("PUT k " + "z" * 500)["status"] == "Ok"  # over, but smaller than before
+    assert code(c("PUT k " + "z" * 501)) == "LIMIT"  # over and growing
+    assert code(c("PUT other 1")) == "LIMIT"
+    assert db.store.data_bytes == 501
+
 def test_limits_show_in_stats(clock):
     db = make(clock, max_data_bytes=1000, max_txn_bytes=500, txn_timeout=7)
     c = Conn(db)
