@@ -762,8 +762,9 @@ class Client:
         """Follow the connection's transaction state (and QUIT) from a command's reply."""
         ok = is_ok(reply)
         code = reply.get("code")
-        if code == errors.NO_TRANSACTION:
-            self._in_txn = False
+        if code == errors.NO_TRANSACTION or (
+                code == errors.LIMIT and "(--txn-timeout)" in reply.get("mesg", "")):
+            self._in_txn = False  # none open, or the server rolled back an idle one
         elif verb == "START":
             if ok:
                 self._in_txn = True
@@ -777,9 +778,10 @@ class Client:
                 result = reply.get("result")
                 if isinstance(result, dict) and isinstance(result.get("seq"), int):
                     self.last_commit_seq = result["seq"]
-            elif code in (errors.CONFLICT, errors.INTERNAL):
-                # Validation failed (the server rolled it back), or COMMIT hit an unexpected
-                # error, after which the server has no transaction open either.
+            elif code in (errors.CONFLICT, errors.INTERNAL, errors.READONLY):
+                # Validation failed or the log could not be written (the server rolled it
+                # back), or COMMIT hit an unexpected error, after which the server has no
+                # transaction open either.
                 self._in_txn = False
         elif verb == "ROLLBACK" and ok:
             self._in_txn = False

@@ -388,6 +388,37 @@ def test_in_transaction_follows_the_replies(connect):
     assert (db.in_transaction, db.transaction_level) == (False, None)
 
 
+def test_in_transaction_ends_when_the_server_ends_it(start_server, tmp_path):
+    """The server rolled the transaction back (--txn-timeout; a COMMIT refused READONLY):
+    the client no longer claims one is open, so a prompt shows no level and START works."""
+    import time
+
+    from support import ROOT
+
+    server = start_server("--in-memory", "--txn-timeout", "0.3")
+    with Client("127.0.0.1", server.port, timeout=TIMEOUT) as db:
+        db.start("serializable")
+        db.put("a", "1")
+        time.sleep(1.0)  # the server's loop rolls it back meanwhile
+        with pytest.raises(ServerError) as refused:
+            db.get("a")
+        assert refused.value.code == "LIMIT" and "--txn-timeout" in refused.value.mesg
+        assert (db.in_transaction, db.transaction_level) == (False, None)
+        db.start()
+        assert db.in_transaction
+
+    trigger = tmp_path / "disk-is-broken"
+    faulty = start_server(script=ROOT / "tests" / "disk_fault_server.py",
+                          env={"KVLOOP_DISK_FAULT": str(trigger)})
+    with Client("127.0.0.1", faulty.port, timeout=TIMEOUT) as db:
+        db.start()
+        db.put("b", "1")
+        trigger.touch()
+        with pytest.raises(ServerError) as refused:
+            db.commit()
+        assert refused.value.code == "READONLY"
+        assert not db.in_transaction
+
 def test_snapshot_level_through_the_api(connect, start_server):
     """level="snapshot": reads see the snapshot, a write of a key committed after it raises
     ConflictError and leaves the transaction open; the function form retries it; a server
