@@ -31,6 +31,9 @@ class LineTooLarge:
 
 Line = Union[bytes, LineTooLarge]
 
+# What holding one line costs beyond its bytes: the bytes object's header and its deque slot.
+LINE_OVERHEAD_BYTES = 40
+
 
 class LineReader:
     """Frames a byte stream into complete lines, never holding more than one line's limit.
@@ -70,7 +73,8 @@ class LineReader:
         limit = self.max_line_bytes
         if held + len(data) > limit:  # only then can a line be over the limit
             lines = [line if len(line) <= limit else LineTooLarge(limit) for line in lines]
-        self._ready_bytes = (self._ready_bytes if self._ready else 0) + held + len(data) - len(tail)
+        self._ready_bytes = ((self._ready_bytes if self._ready else 0) + held + len(data)
+                             - len(tail) + LINE_OVERHEAD_BYTES * len(lines))
         self._ready.extend(lines)
         self._add_partial(tail)
 
@@ -103,8 +107,9 @@ class LineReader:
         return bool(self._ready)
 
     def held_bytes(self) -> int:
-        """An upper bound, in O(1), of the bytes held for lines not yet taken: the partial
-        line plus, while lines wait, what was made ready since none did."""
+        """An upper bound, in O(1), of the memory held for lines not yet taken: the partial
+        line plus, while lines wait, what was made ready since none did (each line counted
+        with the size of the object that holds it)."""
         return len(self._partial) + (self._ready_bytes if self._ready else 0)
 
     def buffered_bytes(self) -> int:

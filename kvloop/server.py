@@ -13,8 +13,9 @@ A connection is in one of four states: ``HANDSHAKING`` (TLS only: nothing is rea
 requests yet), ``OPEN`` (its lines are read and run), ``CLOSING`` (nothing more is read or
 run; its last replies go out, then it closes) and ``CLOSED``.
 
-Fairness: one loop turn runs at most ``TURN_LINES`` lines of a connection; the rest wait for
-the next turn, when every other connection gets its share too. A client that does not read
+Fairness: one loop turn runs about ``TURN_LINES`` lines, shared between the connections busy
+in it; a connection's lines past its share wait for the next turn, when every other connection
+gets its share too. A client that does not read
 its replies is paused: once its output buffer passes ``OUTPUT_PAUSE_BYTES`` its remaining
 lines wait and the server stops reading from it, until the buffer drains below
 ``OUTPUT_RESUME_BYTES``. The bytes held for all clients are kept under
@@ -54,9 +55,15 @@ READ_SIZE = 64 * 1024
 # A client whose unread replies pass this is paused until they drain below the resume mark.
 OUTPUT_PAUSE_BYTES = 256 * 1024
 OUTPUT_RESUME_BYTES = 64 * 1024
-# Lines of one connection run per loop turn; the rest wait for the next turn, so a client
-# pipelining thousands of commands cannot delay the others by more than this many commands.
-TURN_LINES = 64
+# Lines run per loop turn, shared out between the connections busy in that turn (each gets at
+# least TURN_MIN_SHARE); a connection's lines past its share wait for the next turn. So a turn,
+# and with it the wait of a client that just sent a command, stays around a thousand commands
+# long however many clients pipeline, while one client alone still runs 1024 lines a turn.
+TURN_LINES = 512
+TURN_MIN_SHARE = 4
+# TLS clients over --max-clients that may be mid-handshake at once to be told so (past it they
+# are closed without a word): each costs a descriptor until its handshake or its time limit.
+TLS_REFUSALS_MAX = 64
 # How many connections one listener event may accept, so a connect storm cannot starve
 # the clients already connected.
 ACCEPT_BATCH = 64
@@ -88,11 +95,13 @@ class Connection:
     log's group commit (they move to ``out``, or become errors if the log fails).
     ``counted`` is what it last counted toward the client buffer budget; ``active_at`` the
     loop turn of its last event; ``timer`` its handshake or idle timer, ``hold_timer`` the
-    end of its AUTH delay.
+    end of its AUTH delay. ``refused``: over --max-clients on a TLS port; it gets its LIMIT
+    line once its handshake is done.
     """
 
     __slots__ = ("sock", "transport", "recv", "send", "peer", "reader", "out", "held",
-                 "session", "events", "state", "counted", "active_at", "timer", "hold_timer")
+                 "session", "events", "state", "counted", "active_at", "timer", "hold_timer",
+                 "refused")
 
     def __init__(self, sock: socket.socket, transport: PlainTransport | TlsTransport,
                  peer: str, reader: LineReader, session: Session) -> None:
@@ -111,6 +120,7 @@ class Connection:
         self.active_at = 0.0
         self.timer: TimerHandle | None = None
         self.hold_timer: TimerHandle | None = None
+        self.refused = False
 
     def runnable(self) -> bool:
         """True when lines it sent are waiting and may run now (not closing, not held by an
@@ -159,7 +169,10 @@ class Server:
         self._lingering: dict[socket.socket, TimerHandle] = {}
         self._timers = Timers()
         self._budget = BufferBudget(settings.client_buffer_budget)
-        self._now = time.monotonic()  # the current loop turn's time
+        # The current loop turn's time (kept only while --idle-timeout or a transaction
+        # deadline needs it).
+        self._now = time.monotonic()
+        self._share = TURN_LINES  # lines one connection may run this turn
         self._accept_failures = 0  # in the current accept backoff episode
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -201,16 +214,22 @@ class Server:
         executor = self.executor
         # --txn-timeout's bookkeeping is the command layer's (next_deadline/expire); an
         # executor without it has no transaction deadlines.
-        next_deadline = getattr(executor, "next_deadline", lambda: None)
+        has_deadlines = hasattr(executor, "next_deadline")
+        # The turn's time is only needed to see idle connections and transaction deadlines.
+        watch_idle = self.settings.idle_timeout > 0
         self._maintain_persistence()
         while not self._stopping:
             timeout = 0 if self._ready else timers.timeout()
-            txn_deadline = next_deadline()
+            txn_deadline = executor.next_deadline() if has_deadlines else None
             if txn_deadline is not None:
-                wait = max(0.0, txn_deadline - self._now)
+                wait = max(0.0, txn_deadline - clock())
                 timeout = wait if timeout is None else min(timeout, wait)
             events = select(timeout)
-            self._now = now = clock()
+            if watch_idle or txn_deadline is not None:
+                self._now = clock()
+            busy = len(events) + len(self._ready) if self._ready else len(events)
+            self._share = (TURN_LINES // busy if busy * TURN_MIN_SHARE < TURN_LINES
+                           else TURN_MIN_SHARE) if busy else TURN_LINES
             for key, mask in events:
                 target = key.data
                 if isinstance(target, Connection):
@@ -219,8 +238,8 @@ class Server:
                     target()
             if self._ready:
                 self._run_ready()
-            if txn_deadline is not None and txn_deadline <= now:
-                executor.expire(now)
+            if txn_deadline is not None and txn_deadline <= self._now:
+                executor.expire(self._now)
             self._flush_dirty()
             timers.run_due()
         self._shutdown()
@@ -292,10 +311,12 @@ class Server:
                 log.debug("dropping a connection from %s: %s", peer, exc)
                 sock.close()
                 continue
-            if len(self._connections) >= self.settings.max_clients:
+            over = len(self._connections) - self.settings.max_clients
+            if over >= 0 and (self._tls is None or over >= TLS_REFUSALS_MAX):
                 self._refuse(sock, peer)
                 continue
-            self._open_connection(sock, peer)
+            conn = self._open_connection(sock, peer)
+            conn.refused = over >= 0  # TLS: told after its handshake, then closed
 
     def _pause_accepting(self, exc: OSError) -> None:
         """Stop watching the listener for a moment instead of spinning (and logging) on a
@@ -312,8 +333,9 @@ class Server:
             self._selector.register(self._listener, READ, self._accept)
 
     def _refuse(self, sock: socket.socket, peer: str) -> None:
-        """Over --max-clients: one LIMIT line (plain text only: a TLS client would need a
-        handshake first, so it is just closed), then close."""
+        """Over --max-clients: one LIMIT line, then close. (Over TLS the line needs a
+        handshake first: see ``Connection.refused``; past TLS_REFUSALS_MAX of those at once,
+        extra TLS clients are just closed.)"""
         log.warning("refusing client %s: already %d connections (--max-clients)",
                     peer, len(self._connections))
         with contextlib.suppress(OSError):
@@ -322,7 +344,7 @@ class Server:
             sock.shutdown(socket.SHUT_WR)
         sock.close()
 
-    def _open_connection(self, sock: socket.socket, peer: str) -> None:
+    def _open_connection(self, sock: socket.socket, peer: str) -> Connection:
         transport = PlainTransport(sock) if self._tls is None else TlsTransport(sock, self._tls)
         session = self.executor.open_session(peer)
         conn = Connection(sock, transport, peer, LineReader(self.settings.max_line_bytes),
@@ -336,6 +358,10 @@ class Server:
                 functools.partial(self._handshake_expired, conn))
         else:
             self._start_idle_timer(conn)
+            # Most clients send their first command at once: read it now rather than a whole
+            # loop turn later (when nothing came yet this costs one failed recv).
+            self._on_event(conn, READ)
+        return conn
         log.debug("client %s connected (session %d)", peer, session.session_id)
 
     # -- events --------------------------------------------------------------------------
@@ -381,13 +407,13 @@ class Server:
         self._run_lines(conn)
 
     def _run_lines(self, conn: Connection) -> None:
-        """Run the connection's complete lines in order: at most TURN_LINES of them, and
+        """Run the connection's complete lines in order: at most its share of this turn, and
         only until its output passes the pause mark or a line holds it (AUTH delay)."""
         execute = self.executor.execute
         persistence = self.persistence
         session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
         held_bytes = sum(map(len, held)) if held else 0
-        budget = TURN_LINES
+        budget = self._share
         while budget and len(out) + held_bytes < OUTPUT_PAUSE_BYTES:
             if session.closing or session.hold_until is not None:
                 break
@@ -419,6 +445,11 @@ class Server:
         if done:
             conn.state = OPEN
             conn.timer.cancel()
+            if conn.refused:
+                log.warning("refusing client %s: already %d connections (--max-clients)",
+                            conn.peer, len(self._connections) - 1)
+                self._close_with(conn, connlimits.too_many_clients(self.settings.max_clients))
+                return
             self._start_idle_timer(conn)
             self._receive(conn)
 

@@ -71,6 +71,15 @@ def text_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+def _describe_range(prefix: str, after: str | None, last: str | None) -> str:
+    """A scanned range in words: ``PREFIX 'p' AFTER 'a' up to 'z'``."""
+    parts = [f"PREFIX '{prefix}'" if prefix else "all keys"]
+    if after is not None:
+        parts.append(f"AFTER '{after}'")
+    parts.append(f"up to '{last}'" if last is not None else "to the end")
+    return " ".join(parts)
+
+
 class Versions:
     """What open snapshots need: per key, the seq of its last committed change, and the older
     committed values some open snapshot can still see.
@@ -144,6 +153,13 @@ class Versions:
                 return chain[at + 1]
         raise AssertionError(f"no version of {key!r} for snapshot {seq}")
 
+    def changed_since(self, seq: int) -> Iterator[tuple[str, int]]:
+        """Each key committed after ``seq`` (a snapshot), with its last change, newest first."""
+        for key, chain in reversed(self._chains.items()):
+            if chain[0] <= seq:
+                return
+            yield key, chain[0]
+
     def tracked_keys(self) -> int:
         """How many keys have a change record."""
         return len(self._chains)
@@ -183,6 +199,9 @@ class Store:
         self._values: dict[str, str] = {}
         # Every key with a committed value (before-images of keys under intents included).
         self._keys = SortedKeys()
+        # Keys a commit deleted while a snapshot was open, still in the index for the snapshots
+        # that see them: key -> seq of that deletion, in deletion order (see _bury_ghosts).
+        self._ghosts: dict[str, int] = {}
         # Open transaction -> the keys it has written, sorted (made by its first scan).
         self._written_in_order: dict[Transaction, list[str]] = {}
         self._owners: dict[str, Transaction] = {}
@@ -270,11 +289,14 @@ class Store:
             candidates = self._keys.iter_from(after, False, prefix_end(prefix))
         else:
             candidates = self._keys.iter_from(prefix, True, prefix_end(prefix))
-        if txn is None or not txn.undo:
+        if txn is not None and txn.undo:
+            candidates = heapq.merge(candidates, self._own_creations(txn, prefix, after))
+        if txn is not None and txn.uses_snapshot:
+            keys, found = self._scan_snapshot(candidates, limit + 1, txn)
+        elif (txn is None or not txn.undo) and not self._ghosts:
             keys, found = self._scan_committed(candidates, limit + 1)
         else:
-            own = self._own_creations(txn, prefix, after)
-            keys, found = self._scan_own_view(heapq.merge(candidates, own), limit + 1, txn)
+            keys, found = self._scan_own_view(candidates, limit + 1, txn)
         more = len(keys) > limit
         if max_chars is not None:
             sizes = accumulate(map(len, keys))
@@ -287,8 +309,9 @@ class Store:
         if more:
             del keys[limit:]
             del found[limit:]
-        if txn is not None and txn.reads is not None:
-            self._note_scan_reads(txn, keys)
+        if txn is not None and txn.ranges is not None:
+            # SERIALIZABLE remembers what the scan covered (for phantoms, see _validate).
+            txn.ranges.append((prefix, after, keys[-1] if more else None))
         return ScanPage(keys, found if values else None, more)
 
     def _scan_committed(self, candidates: Iterator[str], count: int) -> tuple[list[str], list[str]]:
@@ -305,17 +328,48 @@ class Store:
         return keys, found
 
     def _scan_own_view(self, candidates: Iterator[str], count: int,
-                       txn: Transaction) -> tuple[list[str], list[str]]:
-        """Like :meth:`_scan_committed` for a transaction that has written: its own values,
-        its own deletions skipped."""
+                       txn: Transaction | None) -> tuple[list[str], list[str]]:
+        """Like :meth:`_scan_committed` for a transaction that has written (its own values,
+        its own deletions skipped), or while the index holds ghosts (skipped)."""
         owners, committed = self._owners, self._values
         keys: list[str] = []
         found: list[str] = []
+        previous = None
         for key in candidates:
+            if key == previous:
+                continue  # a ghost that txn created again comes from both sources
+            previous = key
             owner = owners.get(key)
             value = committed.get(key) if owner is None or owner is txn else owner.undo[key]
             if value is None:
                 continue  # deleted by txn itself
+            keys.append(key)
+            found.append(value)
+            if len(keys) == count:
+                break
+        return keys, found
+
+    def _scan_snapshot(self, candidates: Iterator[str], count: int,
+                       txn: Transaction) -> tuple[list[str], list[str]]:
+        """Like :meth:`_scan_own_view`, for a transaction that reads at a snapshot: each key
+        as of the snapshot (keys created after it skipped, ghosts deleted after it found)."""
+        snapshot = self._snapshot_of(txn)
+        owners, committed, value_at = self._owners, self._values, self._versions.value_at
+        keys: list[str] = []
+        found: list[str] = []
+        previous = None
+        for key in candidates:
+            if key == previous:
+                continue
+            previous = key
+            owner = owners.get(key)
+            if owner is txn:
+                value = committed.get(key)
+            else:
+                current = committed.get(key) if owner is None else owner.undo[key]
+                value = value_at(key, current, snapshot)
+            if value is None:
+                continue
             keys.append(key)
             found.append(value)
             if len(keys) == count:
@@ -345,14 +399,6 @@ class Store:
         committed = self._values
         return (key for key in islice(written, first, last)
                 if undo[key] is None and key in committed)
-
-    def _note_scan_reads(self, txn: Transaction, keys: list[str]) -> None:
-        # A SERIALIZABLE scan reads each key it returns, as GET does (the range itself is not
-        # remembered yet: see docs/scan.md).
-        reads, owners = txn.reads, self._owners
-        for key in keys:
-            if owners.get(key) is not txn:
-                reads.add(key)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -420,12 +466,41 @@ class Store:
             self.data_bytes -= text_bytes(key) + text_bytes(before)
             self._key_count -= 1
             if after is None:
-                self._keys.discard(key)
+                self._unindex(key)
         if after is not None:
             self.data_bytes += text_bytes(key) + text_bytes(after)
             self._key_count += 1
             if before is None:
                 self._keys.add(key)
+                if self._ghosts:
+                    self._ghosts.pop(key, None)  # created again: a live key once more
+
+    def _unindex(self, key: str) -> None:
+        """A commit deletes ``key``: out of the index, unless an open snapshot may still see
+        it; then it stays as a *ghost* (its committed value is missing, so every scan but a
+        snapshot's skips it) until no open snapshot is older than the deletion."""
+        if self._versions.snapshots:
+            self._ghosts.pop(key, None)
+            self._ghosts[key] = self.seq + 1  # this commit's seq: it is recorded just after
+        else:
+            self._keys.discard(key)
+
+    def _bury_ghosts(self) -> None:
+        """Take out of the index the deleted keys that every open snapshot sees as deleted."""
+        snapshots, ghosts = self._versions.snapshots, self._ghosts
+        horizon = next(iter(snapshots)).snapshot_seq if snapshots else None
+        buried = []
+        for key, deleted_at in ghosts.items():
+            if horizon is not None and deleted_at > horizon:
+                break
+            buried.append(key)
+        owners, values = self._owners, self._values
+        for key in buried:
+            del ghosts[key]
+            owner = owners.get(key)
+            exists = owner.undo[key] is not None if owner is not None else key in values
+            if not exists:
+                self._keys.discard(key)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -450,7 +525,7 @@ class Store:
             (key, values.get(key)) for key, before in undo.items()
             if before is not None or key in values  # deleting a missing key changes nothing
         ]
-        if writes and txn.reads:
+        if writes and (txn.reads or txn.ranges):
             self._validate(txn)
         if not writes:
             seq = self.seq
@@ -481,6 +556,24 @@ class Store:
                     f"read it at its snapshot (seq {snapshot}); the transaction has been "
                     "rolled back, retry it from START",
                 )
+        if txn.ranges:
+            self._validate_ranges(txn)
+
+    def _validate_ranges(self, txn: Transaction) -> None:
+        snapshot = txn.snapshot_seq
+        for key, changed in self._versions.changed_since(snapshot):
+            for prefix, after, last in txn.ranges:
+                if (key.startswith(prefix) and (after is None or key > after)
+                        and (last is None or key <= last)):
+                    self.rollback(txn)
+                    scanned = _describe_range(prefix, after, last)
+                    raise ConflictError(
+                        VALIDATION_CONFLICT,
+                        f"key '{key}' was created, changed or deleted by commit {changed}, "
+                        f"inside a range this transaction scanned ({scanned}) "
+                        f"after its snapshot (seq {snapshot}); the transaction has been "
+                        "rolled back, retry it from START",
+                    )
 
     def _log_commit(self, writes: list[Write]) -> int:
         """The next seq, once ``on_commit`` (the log) has taken the commit; if it raises,
@@ -516,6 +609,8 @@ class Store:
         self._written_in_order.pop(txn, None)
         if txn.snapshot_seq is not None:
             self._versions.close(txn)
+            if self._ghosts:
+                self._bury_ghosts()
 
     # -- durability ----------------------------------------------------------------------
 
@@ -529,6 +624,7 @@ class Store:
         assert not self._owners, "install_committed with transactions open"
         self._values = values
         self._keys = SortedKeys(values)
+        self._ghosts = {}
         self._key_count = len(values)
         if data_bytes is None:
             data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in values.items())

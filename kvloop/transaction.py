@@ -30,10 +30,11 @@ class Transaction:
     exactly these keys. ``uses_snapshot`` is true at snapshot and serializable; then
     ``snapshot_seq`` is the commit seq its reads see (``None`` until its first read or write
     takes it). ``reads`` (serializable only, else ``None``) is the set of keys it read from
-    the committed state, checked at COMMIT.
+    the committed state, and ``ranges`` the key ranges its SCANs covered, as (prefix, after,
+    last key or ``None`` for the end of the prefix): both are checked at COMMIT.
     """
 
-    __slots__ = ("txn_id", "level", "uses_snapshot", "snapshot_seq", "undo", "reads")
+    __slots__ = ("txn_id", "level", "uses_snapshot", "snapshot_seq", "undo", "reads", "ranges")
 
     def __init__(self, txn_id: int, level: str) -> None:
         self.txn_id = txn_id
@@ -42,6 +43,8 @@ class Transaction:
         self.snapshot_seq: int | None = None
         self.undo: dict[str, str | None] = {}
         self.reads: set[str] | None = set() if level == SERIALIZABLE else None
+        self.ranges: list[tuple[str, str | None, str | None]] | None = (
+            [] if level == SERIALIZABLE else None)
 
     def __repr__(self) -> str:
         return f"<Transaction {self.txn_id} {self.level} writes={len(self.undo)}>"

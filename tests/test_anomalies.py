@@ -107,6 +107,14 @@ def seq(number: int) -> dict:
     return ok({"seq": number})
 
 
+def scan(keys: list[str], values: list[str] | None = None) -> dict:
+    """SCAN's reply listing ``keys`` (and their ``values``, with VALUES), no more after them."""
+    result: dict = {"keys": keys, "more": False}
+    if values is not None:
+        result["values"] = values
+    return ok(result)
+
+
 def busy(key: str) -> Conflict:
     """The immediate CONFLICT of a write to ``key``, held by another open transaction."""
     return Conflict(key, BUSY)
@@ -233,7 +241,7 @@ CELLS: list[Cell] = [
         "T2's writes are refused (T1 committed x and y after T2's snapshot), so T2 commits "
         "nothing; T3 sees T1's x=11 and y=19 throughout",
         "same as snapshot")),
-    Cell("PMP", "predicate-many-preceders, on one key (the predicate: k exists)", [
+    Cell("PMP-key", "predicate-many-preceders, on one key (the predicate: k exists)", [
         ("T1", "GET k", NOT_FOUND),
         ("T2", "PUT k 30", OK),
         ("T2", "COMMIT", seq(S + 1)),
@@ -389,12 +397,49 @@ CELLS: list[Cell] = [
         "\"at most one of a, b\" is broken",
         "same as read-committed",
         "T2's COMMIT fails validation (a was created after T2's snapshot): only a exists")),
+    Cell("PMP", "predicate-many-preceders: a SCAN asked twice", [
+        ("T1", "SCAN PREFIX k", scan([])),
+        ("T2", "PUT k1 30", OK),
+        ("T2", "COMMIT", seq(S + 1)),
+        ("T1", "SCAN PREFIX k", rc_else(scan(["k1"]), scan([]))),
+        ("T1", "COMMIT", seq(S + 1)),
+    ], {"k1": "30"}, AT_RC, (
+        "the same SCAN gets two answers: no key, then k1 (a phantom)",
+        "T1's second SCAN reads its snapshot: still no key",
+        "same as snapshot; T1 only read, so its COMMIT succeeds (it is ordered before T2)")),
+    Cell("PMP-del", "predicate-many-preceders with a delete: a SCAN VALUES asked twice", [
+        ("T1", "SCAN VALUES", scan(["x", "y"], ["10", "20"])),
+        ("T2", "DEL x", OK),
+        ("T2", "PUT y 30", OK),
+        ("T2", "COMMIT", seq(S + 1)),
+        ("T1", "SCAN VALUES", rc_else(scan(["y"], ["30"]), scan(["x", "y"], ["10", "20"]))),
+        ("T1", "COMMIT", seq(S + 1)),
+    ], {"x": None, "y": "30"}, AT_RC, (
+        "T1's second SCAN misses x and sees y=30: a different answer to the same question",
+        "T1's second SCAN reads its snapshot: x, deleted after it, is still listed, with "
+        "x=10, y=20",
+        "same as snapshot; T1 only read, so its COMMIT succeeds")),
+    Cell("G2", "anti-dependency cycle over a predicate: write skew through SCAN", [
+        ("T1", "SCAN PREFIX a", scan([])),
+        ("T2", "SCAN PREFIX a", scan([])),
+        ("T1", "PUT a1 t1", OK),
+        ("T2", "PUT a2 t2", OK),
+        ("T1", "COMMIT", seq(S + 1)),
+        ("T2", "COMMIT", By(seq(S + 2), seq(S + 2), aborted("a1"))),
+    ], By({"a1": "t1", "a2": "t2"}, {"a1": "t1", "a2": "t2"}, {"a1": "t1", "a2": None}),
+        AT_RC_SI, (
+        "each sees no key under a and creates one; both commit: the rule \"at most one key "
+        "under a\" is broken",
+        "same as read-committed: they write different keys, so first committer wins does "
+        "not apply",
+        "T2's COMMIT fails validation: a1 was created inside the range T2 scanned, after "
+        "its snapshot (no phantom): only a1 exists")),
 ]
 
 ALLOWED = {
-    RC: {"PMP", "P4", "G-single", "G2-item", "P4-del", "P4-create", "G-single-del",
-         "G2-create"},
-    SI: {"G2-item", "G2-create"},
+    RC: {"PMP-key", "P4", "G-single", "G2-item", "P4-del", "P4-create", "G-single-del",
+         "G2-create", "PMP", "PMP-del", "G2"},
+    SI: {"G2-item", "G2-create", "G2"},
     SER: set(),
 }
 
@@ -513,6 +558,11 @@ def render_reply(expected: object) -> str:
     if expected == NOT_FOUND:
         return "NOT_FOUND"
     result = expected["result"]
+    if isinstance(result, dict) and "keys" in result:
+        listed = result["keys"]
+        if "values" in result:
+            listed = [f"{key}={value}" for key, value in zip(listed, result["values"])]
+        return f"keys: {', '.join(listed) if listed else 'none'}"
     if isinstance(result, dict):
         return f"seq {result['seq']}"
     return f'"{result}"'

@@ -3,13 +3,14 @@ GET on random histories of several transactions), and the exact ``more`` flag.""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 
 from kvloop.keyindex import SortedKeys, check_invariants
-from kvloop.store import Store
-from kvloop.transaction import READ_COMMITTED, SERIALIZABLE
+from kvloop.store import ConflictError, Store
+from kvloop.transaction import LEVELS, READ_COMMITTED, SERIALIZABLE, SNAPSHOT
 
 
 @pytest.fixture
@@ -166,17 +167,95 @@ def test_only_committed_creations_and_deletions_touch_the_index():
     assert list(keys) == ["b", "new"]
 
 
-def test_serializable_scan_records_reads(store):
+def test_serializable_scan_records_its_range(store):
+    """The range a page covered: to its last key while more follow, else to the end of the
+    prefix (from the start, or from AFTER)."""
     txn = store.begin(SERIALIZABLE)
     store.put("ab", "mine", txn)
-    store.scan("a", txn=txn)
-    assert set(txn.reads) == {"a", "abc", "ac"}  # its own write is not a read
+    assert store.scan("a", txn=txn).keys == ["a", "ab", "abc", "ac"]
+    assert store.scan("", "a", 2, txn).keys == ["ab", "abc"]
+    assert txn.ranges == [("a", None, None), ("", "a", "abc")]
+    assert store.scan("", None, 1, store.begin(SNAPSHOT)).keys == ["a"]
+
+
+@pytest.mark.parametrize("level", [SNAPSHOT, SERIALIZABLE])
+def test_scan_reads_the_snapshot(store, level):
+    """Keys created after the snapshot are not listed, keys deleted or changed after it are
+    listed with the snapshot's values, however the index changed meanwhile; own writes on top."""
+    txn = store.begin(level)
+    assert store.get("z", txn) == "Z"  # takes the snapshot
+    store.put("aa", "new")
+    store.delete("ab")
+    store.delete("abc")
+    store.put("ac", "changed")
+    store.put("abc", "again")  # deleted and created again after the snapshot
+    store.put("mine", "1", txn)
+    page = store.scan("a", txn=txn, values=True)
+    assert (page.keys, page.values) == (["a", "ab", "abc", "ac"], ["A", "AB", "ABC", "AC"])
+    assert store.scan("", "b1", 10, txn).keys == ["mine", "z", "\u00e9"]
+    assert store.scan("a").keys == ["a", "aa", "abc", "ac"]  # autocommit: latest
+    assert all_pages(store, "a", 1, txn) == ["a", "ab", "abc", "ac"]
+    store.rollback(txn)
+    assert list(store._keys) == [k for k, _ in store.committed_items()]  # ghost ab buried
+
+
+def test_ghosts_stay_while_a_snapshot_can_see_them(store):
+    """A key deleted while a snapshot is open stays in the index (skipped by every other
+    scan) until the last snapshot that sees it ends; re-creating it keeps it listed."""
+    old = store.begin(SNAPSHOT)
+    store.get("a", old)
+    store.delete("b")
+    young = store.begin(SNAPSHOT)
+    store.get("a", young)  # after b's deletion: sees it deleted
+    store.delete("z")
+    rc = store.begin(READ_COMMITTED)
+    store.put("zz", "1", rc)
+    assert "b" in store._keys and "z" in store._keys
+    for viewer in (None, rc):
+        assert "b" not in store.scan("", txn=viewer).keys
+        assert "z" not in store.scan("", txn=viewer).keys
+    assert store.scan("b", txn=old).keys == ["b", "b1"]
+    assert store.scan("z", txn=young).keys == ["z"]
+    store.commit(old)
+    assert "b" not in store._keys and "z" in store._keys  # only young needs z
+    store.put("z", "back")
+    store.commit(young)
+    store.commit(rc)
+    assert list(store._keys) == [k for k, _ in store.committed_items()]
+    assert store.scan("z").keys == ["z", "zz"]
+
+
+def test_phantom_in_a_scanned_range_fails_a_serializable_writer(store):
+    """A creation, change or deletion committed by another inside the scanned range after
+    the snapshot fails the COMMIT of a transaction that wrote; outside it, or read-only, not."""
+    for change in (lambda: store.put("ad", "new"), lambda: store.put("ac", "x"),
+                   lambda: store.delete("abc")):
+        txn = store.begin(SERIALIZABLE)
+        assert store.scan("a", None, 10, txn).more is False
+        change()
+        store.put("out", "1", txn)
+        with pytest.raises(ConflictError) as info:
+            store.commit(txn)
+        assert "rolled back" in info.value.mesg and "PREFIX 'a'" in info.value.mesg
+        assert store.get("out") is None
+    txn = store.begin(SERIALIZABLE)
+    assert store.scan("a", None, 2, txn).keys == ["a", "ab"]  # more: the range ends at ab
+    store.put("ada", "past the page")
+    store.put("b", "other prefix")
+    store.put("out", "1", txn)
+    assert store.commit(txn) == store.seq
+    reader = store.begin(SERIALIZABLE)
+    store.scan("a", txn=reader)
+    store.put("aaa", "phantom")
+    assert store.scan("a", txn=reader).keys == ["a", "ab", "ac", "ad", "ada"]  # no aaa
+    assert store.commit(reader) == store.seq  # read-only: always commits
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_random_histories_scan_equals_get(seed):
-    """Several transactions and autocommit writes at random; after every step, every party's
-    scan (whole range and a prefix, paged) is exactly the keys its GET finds, with GET's values."""
+    """Several transactions (at every level) and autocommit writes at random; after every
+    step, every party's scan (whole range and a prefix, paged) is exactly the keys its GET
+    finds, with GET's values (at a snapshot for snapshot and serializable)."""
     rng = random.Random(seed)
     store = Store()
     universe = [a + b for a in "abc" for b in ["", "a", "b", "\u00e9"]]
@@ -185,11 +264,12 @@ def test_random_histories_scan_equals_get(seed):
         action = rng.random()
         key = rng.choice(universe)
         if action < 0.1 and len(open_txns) < 3:
-            open_txns.append(store.begin(READ_COMMITTED))
+            open_txns.append(store.begin(rng.choice(LEVELS)))
         elif action < 0.2 and open_txns:
             txn = open_txns.pop(rng.randrange(len(open_txns)))
             if rng.random() < 0.5:
-                store.commit(txn)
+                with contextlib.suppress(ConflictError):  # serializable validation failed
+                    store.commit(txn)
             else:
                 store.rollback(txn)
         else:
@@ -210,6 +290,10 @@ def test_random_histories_scan_equals_get(seed):
             assert page.keys == keys
             assert page.values == [expected[k] for k in keys]
             assert all_pages(store, "b", 2, viewer) == [k for k in keys if k.startswith("b")]
+    for txn in open_txns:
+        store.rollback(txn)
+    # Every snapshot has ended: the index holds exactly the committed keys again.
+    assert list(store._keys) == [k for k, _ in store.committed_items()]
 
 
 def test_paging_inside_a_transaction_that_keeps_writing():

@@ -100,6 +100,20 @@ def test_client_certificates_are_required_with_tls_ca(start_server, certs):
         db.ping()
 
 
+def test_max_clients_over_tls_the_extra_client_gets_a_limit_line(start_server, certs):
+    cert, key, _, _ = certs
+    server = start_server("--in-memory", "--tls-cert", str(cert), "--tls-key", str(key),
+                          "--max-clients", "1")
+    with Client("127.0.0.1", server.port, cafile=str(cert)) as first:
+        assert first.ping() == "PONG"
+        extra = RawTls(server.port, cert)  # its handshake completes, then it is told
+        lines = extra.read_until_closed().splitlines()
+        extra.close()
+        assert len(lines) == 1, lines
+        assert b'"code":"LIMIT"' in lines[0] and b"--max-clients" in lines[0]
+        assert first.ping() == "PONG"
+
+
 def test_client_program_over_tls(tls_server, certs):
     client = [sys.executable, str(ROOT / "client.py"), "--port", str(tls_server.port)]
     run = {"capture_output": True, "timeout": 20, "cwd": str(ROOT), "env": dict(os.environ)}

@@ -81,9 +81,12 @@ class RawTls:
         self.buf = b""
         while True:
             try:
-                data += self._until_done(lambda: self.tls.read(65536))
+                chunk = self._until_done(lambda: self.tls.read(65536))
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return data
+            if not chunk:  # the server's close_notify
+                return data
+            data += chunk
 
     def reply(self) -> dict:
         """The next reply line, parsed."""
