@@ -686,10 +686,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"  {report['units_per_sec']:>12,.0f} {_ms(lat['p50']):>10} {_ms(lat['p99']):>10} "
         f"{_ms(lat['p99.9']):>10} {_ms(lat['max']):>10} {report['units']:>12,}",
         "",
-        f"  replies: {report['errors']:,} errors {report['error_codes'] or ''}, "
-        f"{report['not_found']:,} NOT_FOUND, {report['conflicts']:,} CONFLICT; "
-        f"sent {report['commands_sent']} in {report['seconds']:.2f} s",
     ]
+    codes = "".join(f" ({code}: {count:,})" for code, count in report["error_codes"].items())
+    sent = ", ".join(f"{verb} {count:,}" for verb, count in report["commands_sent"].items())
+    lines.append(f"  replies: {report['errors']:,} errors{codes}, {report['not_found']:,} "
+                 f"NOT_FOUND, {report['conflicts']:,} CONFLICT; commands sent: {sent}; "
+                 f"measured over {report['seconds']:.2f} s")
     cpu = ", ".join(f"{pct:.0f}%" for pct in report["generator_cpu_pct"])
     server = report["server_cpu_pct"]
     lines.append(f"  CPU: generator process(es) {cpu} of one core each"
