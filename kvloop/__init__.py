@@ -6,9 +6,9 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     protocol.py     bytes -> request lines (framing, limits) -> (VERB, rest); replies -> bytes
     commands.py     one function per command and the dispatch table (CommandExecutor)
     session.py      one client's state between commands: open transaction, AUTH, QUIT
-    transaction.py  one open transaction: isolation level, undo log, read set
-    store.py        the data: values, write intents, commit sequence, versions for validation,
-                    range reads (SCAN)
+    transaction.py  one open transaction: isolation level, snapshot, undo log, read set, ranges
+    store.py        the data: values, write intents, commit sequence, older versions for
+                    snapshot reads (Versions), range reads (SCAN)
     keyindex.py     SortedKeys: the committed keys in order, a list of sorted chunks
     stats.py        the counters behind STATS
     logformat.py    the data files' bytes: headers, records (length + CRC32), commits, snapshots

@@ -30,6 +30,7 @@ import os
 import random
 import selectors
 import socket
+import ssl
 import sys
 import time
 from collections import deque
@@ -154,6 +155,9 @@ class Options:
     seed: int = 1
     timeout: float = 10.0
     server_pid: int | None = None
+    tls: bool = False
+    cafile: str | None = None
+    insecure_skip_verify: bool = False
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -222,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PUT every key once before the run (so GETs find values)")
     p.add_argument("--password-env", metavar="VAR",
                    help="send AUTH with the password in this environment variable first")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS, checking the server's certificate against the "
+                        "system's CAs (or --cafile)")
+    p.add_argument("--cafile", metavar="FILE",
+                   help="trust the CA certificates in FILE (PEM) for TLS; implies --tls")
+    p.add_argument("--insecure-skip-verify", action="store_true",
+                   help="TLS without checking the server's certificate; implies --tls")
     p.add_argument("--server-pid", type=int,
                    help="also report this process's CPU use (Linux /proc)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -249,7 +260,9 @@ def options_from(args: argparse.Namespace) -> Options:
         processes=min(args.processes, args.connections), mix=mix, keys=args.keys,
         value_size=args.value_size, duration=args.duration, requests=args.requests,
         warmup=args.warmup, txn=args.txn, prefill=args.prefill, password=password,
-        seed=args.seed, timeout=args.timeout, server_pid=args.server_pid)
+        seed=args.seed, timeout=args.timeout, server_pid=args.server_pid,
+        tls=bool(args.tls or args.cafile or args.insecure_skip_verify), cafile=args.cafile,
+        insecure_skip_verify=args.insecure_skip_verify)
 
 
 # -- one worker process ---------------------------------------------------------------------
@@ -283,9 +296,29 @@ class _Conn:
         self.events = selectors.EVENT_READ
 
 
-def _connect(options: Options) -> socket.socket:
+# What a non-blocking send or recv raises when it would block, plain or TLS.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def _open(options: Options) -> socket.socket:
+    """A blocking connection (TLS handshake done, if asked) with TCP_NODELAY set."""
     sock = socket.create_connection((options.host, options.port), timeout=options.timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not options.tls:
+        return sock
+    context = ssl.create_default_context(cafile=options.cafile)
+    if options.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        return context.wrap_socket(sock, server_hostname=options.host)
+    except OSError:
+        sock.close()
+        raise
+
+
+def _connect(options: Options) -> socket.socket:
+    sock = _open(options)
     if options.password is not None:
         sock.sendall(f"AUTH {options.password}\n".encode())
         reply = b""
@@ -364,7 +397,7 @@ class _Worker:
     def _send(self, conn: _Conn) -> None:
         try:
             count = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
+        except _WOULD_BLOCK:
             count = 0
         conn.out = conn.out[count:]
         wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
@@ -373,9 +406,13 @@ class _Worker:
             conn.events = wanted
 
     def _receive(self, conn: _Conn) -> None:
+        sock = conn.sock
         try:
-            data = conn.sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
+            data = sock.recv(READ_SIZE)
+            # TLS: plaintext already decrypted makes the socket no more readable: take it now.
+            while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                data += sock.recv(READ_SIZE)
+        except _WOULD_BLOCK:
             return
         if not data:
             raise ConnectionError("the server closed a connection during the run")
@@ -498,8 +535,7 @@ def _split(total: int, parts: int) -> list[int]:
 def _prefill(options: Options) -> int:
     """PUT every key once over one pipelined connection; how many PUTs were sent."""
     value = b"v" * options.value_size
-    with socket.create_connection((options.host, options.port), timeout=options.timeout) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with _open(options) as s:
         if options.password is not None:
             s.sendall(f"AUTH {options.password}\n".encode())
             _read_lines(s, 1)

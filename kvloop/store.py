@@ -93,7 +93,7 @@ class Versions:
     see is dropped, and when the last one ends, everything is.
     """
 
-    __slots__ = ("snapshots", "_chains")
+    __slots__ = ("snapshots", "_chains", "_old_values")
 
     def __init__(self) -> None:
         self.snapshots: dict[Transaction, None] = {}
@@ -102,6 +102,7 @@ class Versions:
         # key keeps the cost near one old value per key. The dict is kept in order of the
         # last change (each record moves its key to the end), so pruning stops early.
         self._chains: dict[str, tuple] = {}
+        self._old_values = 0  # pairs in _chains, counted as they come and go (STATS is O(1))
 
     def open(self, txn: Transaction, seq: int) -> None:
         """Give ``txn`` its snapshot: it sees every commit up to ``seq`` and none after."""
@@ -117,6 +118,7 @@ class Versions:
         del snapshots[txn]
         if not snapshots:
             self._chains.clear()
+            self._old_values = 0
         elif was_oldest:
             self._prune(next(iter(snapshots)).snapshot_seq)
 
@@ -126,15 +128,18 @@ class Versions:
         if chain is None:
             # Changed at or before the oldest snapshot: every open snapshot sees ``before``.
             self._chains[key] = (seq, seq, before)
+            self._old_values += 1
             return
         snapshots = self.snapshots
         horizon = next(iter(snapshots)).snapshot_seq
         start = 1
         while start < len(chain) and chain[start] <= horizon:
             start += 2  # replaced before every open snapshot: no one sees it
+        self._old_values -= start // 2
         # ``before`` was committed at chain[0]: only snapshots taken since then see it.
         if next(reversed(snapshots)).snapshot_seq >= chain[0]:
             self._chains[key] = (seq, *chain[start:], seq, before)
+            self._old_values += 1
         else:
             self._chains[key] = (seq, *chain[start:])
 
@@ -166,7 +171,7 @@ class Versions:
 
     def old_values(self) -> int:
         """How many older values are kept."""
-        return sum(len(chain) // 2 for chain in self._chains.values())
+        return self._old_values
 
     def _prune(self, horizon: int) -> None:
         # Every open snapshot is at or after ``horizon``: a key last changed at or before it
@@ -178,7 +183,7 @@ class Versions:
                 break
             done.append(key)
         for key in done:
-            del chains[key]
+            self._old_values -= len(chains.pop(key)) // 2
 
 
 class Store:
@@ -466,7 +471,10 @@ class Store:
             self.data_bytes -= text_bytes(key) + text_bytes(before)
             self._key_count -= 1
             if after is None:
-                self._unindex(key)
+                if self._versions.snapshots:
+                    self._keep_ghost(key)
+                else:
+                    self._keys.discard(key)
         if after is not None:
             self.data_bytes += text_bytes(key) + text_bytes(after)
             self._key_count += 1
@@ -475,15 +483,12 @@ class Store:
                 if self._ghosts:
                     self._ghosts.pop(key, None)  # created again: a live key once more
 
-    def _unindex(self, key: str) -> None:
-        """A commit deletes ``key``: out of the index, unless an open snapshot may still see
-        it; then it stays as a *ghost* (its committed value is missing, so every scan but a
-        snapshot's skips it) until no open snapshot is older than the deletion."""
-        if self._versions.snapshots:
-            self._ghosts.pop(key, None)
-            self._ghosts[key] = self.seq + 1  # this commit's seq: it is recorded just after
-        else:
-            self._keys.discard(key)
+    def _keep_ghost(self, key: str) -> None:
+        """A commit deletes ``key`` while a snapshot is open: it stays in the index as a
+        *ghost* (its committed value is missing, so every scan but a snapshot's skips it)
+        until no open snapshot is older than the deletion (see :meth:`_bury_ghosts`)."""
+        self._ghosts.pop(key, None)
+        self._ghosts[key] = self.seq + 1  # this commit's seq: it is recorded just after
 
     def _bury_ghosts(self) -> None:
         """Take out of the index the deleted keys that every open snapshot sees as deleted."""

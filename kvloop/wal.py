@@ -222,7 +222,13 @@ class WriteAheadLog:
             self._fail(exc, self._segment.size)
             return
         number = self._segment.number
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            log.warning("compaction: cannot fork the snapshot child: %s; trying again in "
+                        "%.0f s", exc, COMPACT_RETRY_SECONDS)
+            self._next_compact_try = time.monotonic() + COMPACT_RETRY_SECONDS
+            return
         if pid == 0:  # the child: never returns
             _snapshot_child(self.folder, self.store, number)
         self._child = pid
@@ -307,6 +313,9 @@ def _snapshot_child(folder: DataFolder, store: Store, number: int) -> NoReturn:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         folder.lock.close_in_child()
+        # Drop every inherited descriptor but stdio: a client socket the parent closes must
+        # not stay open (no FIN sent) until the snapshot is written, nor the listening port.
+        os.closerange(3, _max_fd())
         parent = os.getppid()
         items = store.committed_items()
         data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in items)
@@ -318,6 +327,13 @@ def _snapshot_child(folder: DataFolder, store: Store, number: int) -> NoReturn:
         folder.remove_file(snapshot_name(number) + TEMP_SUFFIX)
     finally:
         os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return 65536
 
 
 def _while_parent_lives(pieces, parent: int):

@@ -13,6 +13,7 @@ import sys
 import pytest
 from support import ROOT
 
+from kvloop import Client
 from kvloop.bench import Histogram, Options, WorkerResult, format_report, parse_mix, summarize
 
 
@@ -193,3 +194,24 @@ def test_the_c_generator_counts_what_the_server_counts(server, tmp_path):
     assert fields["error_replies"] == 0
     assert 0 < fields["p50_us"] <= fields["p99_us"] <= fields["p999_us"] <= fields["max_us"]
     assert fields["server_cpu_pct"] > 0
+
+
+def test_over_tls(start_server, tmp_path):
+    from tls_support import make_certificate
+    cert, key = make_certificate(tmp_path, "server")
+    server = start_server("--tls-cert", str(cert), "--tls-key", str(key))
+    result = run_bench("-p", str(server.port), "-c", "3", "-P", "4", "--processes", "1",
+                       "-n", "300", "--mix", "get:50,put:50", "-k", "20", "--cafile", str(cert),
+                       "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["units"] == 300 and report["errors"] == 0
+    assert sum(report["commands_sent"].values()) == 300
+    with Client("127.0.0.1", server.port, cafile=str(cert)) as db:
+        commands = db.stats()["commands"]
+    assert commands["GET"] == report["commands_sent"]["GET"]
+    assert commands["PUT"] == report["commands_sent"]["PUT"]
+    # The server's certificate is checked: without the CA that signed it, no connection.
+    result = run_bench("-p", str(server.port), "-c", "1", "-n", "5", "--tls")
+    assert result.returncode == 2 and "cannot connect" in result.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr

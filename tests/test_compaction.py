@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def test_kill_9_during_compaction_recovers_exactly_the_committed_data(start_serv
                           script=FAULT_SERVER,
                           env={"KVLOOP_STOP_AT": point, "KVLOOP_STOP_MARKER": str(marker)})
     conn = server.connect(timeout=2)
+    leaving = server.connect(timeout=3)  # connected before the fork
     expected: dict[str, str] = {}
     in_doubt: dict[str, str] = {}
     number = put_until(conn, expected, marker.exists, 0, in_doubt=in_doubt)
@@ -94,6 +96,10 @@ def test_kill_9_during_compaction_recovers_exactly_the_committed_data(start_serv
         # The child is stuck; the parent still serves and logs into the new segment.
         assert frozen != server.proc.pid
         number = put_until(conn, expected, lambda: False, number, limit=number + 200)
+        # The child holds no client socket: the server's close of one reaches the client.
+        leaving.send(b"PING\n")
+        leaving.sock.shutdown(socket.SHUT_WR)  # answered, then closed by the server
+        assert leaving.read_until_closed() == b'{"status":"Ok","result":"PONG"}\n'
         os.kill(frozen, signal.SIGKILL)
     server.kill()
     names = sorted(p.name for p in folder.iterdir())

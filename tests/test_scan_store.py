@@ -282,6 +282,8 @@ def test_random_histories_scan_equals_get(seed):
             except Exception as exc:  # a CONFLICT leaves everything as it was
                 assert type(exc).__name__ == "ConflictError"
         check_invariants(store._keys)
+        chains = store._versions._chains.values()  # the O(1) counter matches a recount
+        assert store.version_stats()["old_values"] == sum(len(c) // 2 for c in chains)
         for viewer in [None, *open_txns]:
             expected = {k: store.get(k, viewer) for k in universe}
             expected = {k: v for k, v in expected.items() if v is not None}
