@@ -10,6 +10,8 @@ second, each pinned with ``taskset``. Rows:
 - ``p16``: the same with 16 commands in flight per connection;
 - ``latency``: one connection, one command at a time: p50 latency (lower is better);
 - ``txn``: 50 connections, START/PUT/PUT/COMMIT against MULTI/SET/SET/EXEC: transactions/s;
+- ``durable``: 50 connections, PUT only, kvloop ``--fsync always`` against redis
+  ``appendonly yes, appendfsync always`` (fresh servers, data in a temporary folder);
 - ``memory``: bytes per key for ``--memory-keys`` keys with 100-byte values (kvloop: growth of
   the process's resident memory; redis: growth of ``used_memory``, and of its RSS);
 - ``conns``: ``--held`` idle connections held open, and a lone client's p50 latency then,
@@ -54,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "benchmarks" / "loadgen.c"
 SHARED_GENERATOR = ROOT.parent / "shared" / "tools" / "loadgen" / "loadgen.c"
-ROWS = ("p1", "p16", "latency", "txn", "memory", "conns")
+ROWS = ("p1", "p16", "latency", "txn", "durable", "memory", "conns")
 START_TIMEOUT = 15.0
 
 
@@ -154,8 +156,9 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_kvloop(cpu: int | None, workdir: Path) -> Server:
-    """``python server.py --in-memory`` on a free port, pinned to ``cpu``."""
+def start_kvloop(cpu: int | None, workdir: Path, durable: bool = False) -> Server:
+    """``python server.py --in-memory`` on a free port, pinned to ``cpu``; with ``durable``,
+    persistent in ``workdir/data`` with ``--fsync always`` instead."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "kvloop.log"
     extra = []
@@ -165,7 +168,8 @@ def start_kvloop(cpu: int | None, workdir: Path) -> Server:
         extra = ["--max-clients", "20000"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            pinned(cpu, [sys.executable, str(ROOT / "server.py"), "--port", "0", "--in-memory",
+            pinned(cpu, [sys.executable, str(ROOT / "server.py"), "--port", "0",
+                         *(["--fsync", "always"] if durable else ["--in-memory"]),
                          "--data-dir", str(workdir / "data"), *extra]),
             stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir))
     deadline = time.monotonic() + START_TIMEOUT
@@ -180,12 +184,18 @@ def start_kvloop(cpu: int | None, workdir: Path) -> Server:
     raise RuntimeError(f"kvloop did not start:\n{log_path.read_text(errors='replace')}")
 
 
-def start_redis(cpu: int | None, redis: str) -> Server:
-    """redis-server without persistence on a free port of 127.0.0.1, pinned to ``cpu``."""
+def start_redis(cpu: int | None, redis: str, durable_dir: Path | None = None) -> Server:
+    """redis-server without persistence on a free port of 127.0.0.1, pinned to ``cpu``; with
+    ``durable_dir``, an append-only file there with ``appendfsync always`` instead."""
     port = free_port()
+    persistence = ["--appendonly", "no"]
+    if durable_dir is not None:
+        durable_dir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always",
+                       "--dir", str(durable_dir)]
     proc = subprocess.Popen(
         pinned(cpu, [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--maxclients", "20000", "--daemonize", "no",
+                     *persistence, "--maxclients", "20000", "--daemonize", "no",
                      "--loglevel", "warning"]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Server("redis", port, proc, ["--redis"])
@@ -269,6 +279,29 @@ def throughput_rows(generator: Generator, cpus: tuple[int | None, int | None],
                       flush=True)
         rows.append(row)
     return rows
+
+
+def durable_row(generator: Generator, cpus: tuple[int | None, int | None], redis: str,
+                runs: int, seconds: float, workdir: Path) -> Row:
+    """PUT-only throughput with every write fsynced before its reply, both servers fresh."""
+    row = Row("50 conns, PUT only, fsync always (both)", "ops/s")
+    servers = [start_kvloop(cpus[0], workdir / "durable-kvloop", durable=True),
+               start_redis(cpus[0], redis, durable_dir=workdir / "durable-redis")]
+    try:
+        for run in range(runs):
+            for server in servers if run % 2 == 0 else servers[::-1]:
+                result = generate(generator, cpus[1], server,
+                                  ["-c", "50", "-P", "1", "--get-pct", "0", "--warmup", "0.5"],
+                                  seconds)
+                row.add(server.name, result)
+                print(f"  durable  run {run + 1}  {server.name:6s}  "
+                      f"{result['ops_per_sec']:>12,.1f} ops/s   server CPU "
+                      f"{result['server_cpu_pct']:.0f}%, other {result['other_cpu_pct']:.0f}%",
+                      flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+    return row
 
 
 def memory_row(generator: Generator, cpus: tuple[int | None, int | None], redis: str,
@@ -487,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for server in servers:
                     server.stop()
+        if "durable" in wanted:
+            rows.append(durable_row(generator, cpus, args.redis_server, args.runs,
+                                    args.seconds, workdir))
         if "memory" in wanted:
             rows.append(memory_row(generator, cpus, args.redis_server, args.memory_keys, workdir))
     print()

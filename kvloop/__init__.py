@@ -15,7 +15,8 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     datafiles.py    the data folder: lock, log segments, snapshots, recovery, retiring old files
     wal.py          the running log: group commit, fsync modes, compaction child, READONLY
     config.py       Settings (one dataclass) and the server's command line
-    server.py       the selectors event loop: connection states, buffers, fairness, shutdown
+    server.py       the selectors event loop: accepting, fairness, limits, timers, shutdown
+    connection.py   one client connection as the loop sees it, with its explicit state
     transport.py    between the loop and a socket: plain TCP, or TLS over memory BIOs
     timers.py       cancellable timers for the loop (handshake, idle, AUTH delay, linger)
     connlimits.py   connection limits: their LIMIT replies, the client buffer budget

@@ -47,6 +47,9 @@ write-ahead log's append). If it raises, the commit is undone and the exception 
 WRITE_CONFLICT = "write_intent"
 FIRST_COMMITTER_CONFLICT = "first_committer"
 VALIDATION_CONFLICT = "validation"
+# Ghost keys taken out of the index per step (each costs a few microseconds), so that ending
+# a snapshot after many deletions never stalls the loop: the rest go with the next commits.
+GHOST_BATCH = 256
 
 
 class ConflictError(CommandError):
@@ -207,6 +210,7 @@ class Store:
         # Keys a commit deleted while a snapshot was open, still in the index for the snapshots
         # that see them: key -> seq of that deletion, in deletion order (see _bury_ghosts).
         self._ghosts: dict[str, int] = {}
+        self._burying = False  # some ghosts may be buried at the next commit
         # Open transaction -> the keys it has written, sorted (made by its first scan).
         self._written_in_order: dict[Transaction, list[str]] = {}
         self._owners: dict[str, Transaction] = {}
@@ -491,14 +495,16 @@ class Store:
         self._ghosts[key] = self.seq + 1  # this commit's seq: it is recorded just after
 
     def _bury_ghosts(self) -> None:
-        """Take out of the index the deleted keys that every open snapshot sees as deleted."""
+        """Take out of the index (at most :data:`GHOST_BATCH` of) the deleted keys that every
+        open snapshot sees as deleted; if some may remain, the next commit goes on."""
         snapshots, ghosts = self._versions.snapshots, self._ghosts
         horizon = next(iter(snapshots)).snapshot_seq if snapshots else None
         buried = []
         for key, deleted_at in ghosts.items():
-            if horizon is not None and deleted_at > horizon:
+            if (horizon is not None and deleted_at > horizon) or len(buried) == GHOST_BATCH:
                 break
             buried.append(key)
+        self._burying = len(buried) == GHOST_BATCH
         owners, values = self._owners, self._values
         for key in buried:
             del ghosts[key]
@@ -592,6 +598,8 @@ class Store:
         self.seq = seq
         if self._versions.snapshots:
             self._record_versions(seq, writes, befores)
+        if self._burying:
+            self._bury_ghosts()
         if self._unsynced is not None:
             self._unsynced.append((seq, [(key, before) for (key, _), before
                                          in zip(writes, befores)]))
@@ -630,6 +638,7 @@ class Store:
         self._values = values
         self._keys = SortedKeys(values)
         self._ghosts = {}
+        self._burying = False
         self._key_count = len(values)
         if data_bytes is None:
             data_bytes = sum(text_bytes(k) + text_bytes(v) for k, v in values.items())

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from kvloop.keyindex import SortedKeys, check_invariants
-from kvloop.store import ConflictError, Store
+from kvloop.store import GHOST_BATCH, ConflictError, Store
 from kvloop.transaction import LEVELS, READ_COMMITTED, SERIALIZABLE, SNAPSHOT
 
 
@@ -223,6 +223,27 @@ def test_ghosts_stay_while_a_snapshot_can_see_them(store):
     store.commit(rc)
     assert list(store._keys) == [k for k, _ in store.committed_items()]
     assert store.scan("z").keys == ["z", "zz"]
+
+
+def test_many_ghosts_are_buried_in_batches():
+    """Ending a snapshot after many deletions takes only a batch of ghosts out of the index
+    at once; the next commits take the rest, and scans are exact all along."""
+    store = Store()
+    for n in range(GHOST_BATCH * 3):
+        store.put(f"k{n:05d}", "v")
+    txn = store.begin(SNAPSHOT)
+    store.get("k00000", txn)
+    for n in range(0, GHOST_BATCH * 3, 2):
+        store.delete(f"k{n:05d}")
+    live = [k for k, _ in store.committed_items()]
+    store.commit(txn)
+    assert len(store._ghosts) == GHOST_BATCH * 3 // 2 - GHOST_BATCH
+    assert all_pages(store, "k", 100) == live
+    for n in range(3):
+        store.put("other", str(n))
+    assert not store._ghosts
+    assert list(store._keys) == [*live, "other"]
+    check_invariants(store._keys)
 
 
 def test_phantom_in_a_scanned_range_fails_a_serializable_writer(store):
