@@ -70,6 +70,8 @@ ACCEPT_BATCH = 64
 LISTEN_BACKLOG = 1024
 # After accept() fails (out of file descriptors), how long before trying again.
 ACCEPT_BACKOFF_SECONDS = 0.1
+# Descriptors the server needs besides its clients' (listener, wake-up pair, log files...).
+DESCRIPTORS_RESERVED = 32
 # On SIGTERM/SIGINT, how long to keep sending replies already made before closing anyway.
 SHUTDOWN_FLUSH_SECONDS = 5.0
 # After QUIT the server reads and discards what the client still sends, for at most this long,
@@ -604,6 +606,21 @@ def configure_logging(level: str) -> None:
     )
 
 
+def warn_if_descriptors_short(max_clients: int) -> None:
+    """Warn when the process may open fewer descriptors than --max-clients needs (plus a few
+    for the listener, the log and the data files): past that, accepting pauses instead."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < max_clients + DESCRIPTORS_RESERVED:
+        log.warning("the descriptor limit (ulimit -n) is %d, below --max-clients %d plus %d: "
+                    "past about %d clients new connections wait in the backlog; raise it or "
+                    "lower --max-clients", soft, max_clients, DESCRIPTORS_RESERVED,
+                    max(0, soft - DESCRIPTORS_RESERVED))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the server from the command line; returns the exit status."""
     settings = parse_settings(argv)
@@ -633,5 +650,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     server.install_signal_handlers()
     log.info("listening on %s (%s)", address, settings.describe())
+    warn_if_descriptors_short(settings.max_clients)
     server.serve_forever()
     return 0

@@ -11,13 +11,16 @@ per key the seq of its last committed change and keeps the older committed value
 open snapshot can still see (a short chain per key, pruned against the open snapshots); a
 read at a snapshot takes the value that was current then. The same records give first
 committer wins (a write to a key committed after the writer's snapshot is refused) and
-SERIALIZABLE's read-set validation at COMMIT. With no snapshot open nothing is recorded.
+SERIALIZABLE's validation at COMMIT of the keys it read and the ranges it scanned. With no
+snapshot open nothing is recorded.
 
 Every committed key is also in a sorted index (:class:`~kvloop.keyindex.SortedKeys`) for
 SCAN: a key enters it when a commit creates it and leaves it when a commit deletes it, so
 overwrites and uncommitted writes do no index work, and every key in it is visible to everyone
-but a transaction that deleted it itself. A transaction's own uncommitted creations are merged
-into its scans from its undo log.
+but a transaction that deleted it itself. (Except a *ghost*: a key deleted while a snapshot
+that may see it is open stays until no open snapshot predates the deletion; scans other than
+that snapshot's skip it.) A transaction's own uncommitted creations are merged into its scans
+from its undo log.
 
 The store knows nothing of connections or the protocol; one command runs at a time, so no
 method needs a lock.
@@ -92,8 +95,9 @@ class Versions:
     does :meth:`record` get called. A replaced value is kept only if some open snapshot can
     see it (one taken at or after the value's own commit), so one idle snapshot and a million
     commits of one key keep one old value; a million commits of distinct keys keep one old
-    value (or "missing") each. When the oldest snapshot ends, what no remaining snapshot can
-    see is dropped, and when the last one ends, everything is.
+    value (or "missing") each. When the oldest snapshot ends, the keys whose last change
+    every remaining snapshot sees are dropped (older values deeper in a still-needed chain go
+    at that key's next commit), and when the last one ends, everything is.
     """
 
     __slots__ = ("snapshots", "_chains", "_old_values")

@@ -5,8 +5,8 @@ buffer in memory (:meth:`append`); once per loop turn the server calls :meth:`sy
 writes the whole buffer with one ``write`` and, with ``--fsync always``, one ``fsync``: the group
 commit. The same call starts a compaction when one is due and reaps a finished one. Replies
 made during the turn leave only after that, so a reply never announces a commit the disk does
-not have. With ``everysec`` the fsync happens at most once a second (from
-:meth:`maintain`, on a loop timer); with ``no`` the kernel decides.
+not have. With ``everysec`` a written commit is fsynced within about a second (by the first
+sync or :meth:`maintain` timer after it is a second old); with ``no`` the kernel decides.
 
 If a write or fsync fails, the commits of the turn are taken back in memory (the store's undo
 of unsynced commits), their replies become errors, the error is logged once, and the server
@@ -42,6 +42,8 @@ log = logging.getLogger("kvloop.wal")
 # How often maintain() wants to run: often enough to reap a compaction child promptly, and
 # everysec's one-second promise; idle servers wake once a second at most.
 IDLE_TICK_SECONDS = 1.0
+# --fsync everysec: the oldest written, un-fsynced commit is fsynced within this long.
+EVERYSEC_SECONDS = 1.0
 CHILD_POLL_SECONDS = 0.02
 # After a failed compaction, how long before trying again (a full disk should not be hammered).
 COMPACT_RETRY_SECONDS = 10.0
@@ -156,6 +158,8 @@ class WriteAheadLog:
                 self._fsync()
             elif self._unsynced_since is None:
                 self._unsynced_since = time.monotonic()
+            elif self._everysec_due(time.monotonic()):
+                self._fsync()
         except OSError as exc:
             return self._fail(exc, size_before)
         self.store.synced()
@@ -190,8 +194,7 @@ class WriteAheadLog:
         if self.readonly is not None:
             return None
         now = time.monotonic()
-        if self._unsynced_since is not None and self.fsync_mode == "everysec" \
-                and now - self._unsynced_since >= 1.0:
+        if self._everysec_due(now):
             try:
                 self._fsync()
             except OSError as exc:
@@ -201,7 +204,15 @@ class WriteAheadLog:
             self._reap_child()
         elif self._compaction_due():
             self._start_compaction()
-        return CHILD_POLL_SECONDS if self._child is not None else IDLE_TICK_SECONDS
+        delay = CHILD_POLL_SECONDS if self._child is not None else IDLE_TICK_SECONDS
+        if self._unsynced_since is not None and self.fsync_mode == "everysec":
+            delay = min(delay, max(0.0, self._unsynced_since + EVERYSEC_SECONDS - now))
+        return delay
+
+    def _everysec_due(self, now: float) -> bool:
+        since = self._unsynced_since
+        return (since is not None and self.fsync_mode == "everysec"
+                and now - since >= EVERYSEC_SECONDS)
 
     def log_bytes(self) -> int:
         """Bytes in the live log segments (what the next snapshot would make redundant)."""

@@ -34,6 +34,7 @@ def _ping(sock: socket.socket) -> bytes:
 def test_accept_pauses_when_out_of_descriptors_and_recovers(start_server):
     server = start_server(script=Path(__file__).parent / "few_fds_server.py",
                           env={"KVLOOP_TEST_NOFILE": str(NOFILE)})
+    assert f"the descriptor limit (ulimit -n) is {NOFILE}, below --max-clients" in server.log()
     served: list[socket.socket] = []
     # Fill every free descriptor: the next connections wait in the kernel's backlog.
     while True:

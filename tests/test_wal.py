@@ -187,13 +187,23 @@ def test_everysec_writes_every_turn_and_fsyncs_once_a_second(tmp_path, monkeypat
     assert wal.fsyncs == 0
     assert (tmp_path / "log-00000001.kvl").stat().st_size > HEADER_SIZE  # written
     clock[0] += 0.5
-    wal.maintain()
+    assert wal.maintain() == pytest.approx(0.5)  # wakes when the write is a second old
     assert wal.fsyncs == 0
+    store.put("b", "2")
+    assert wal.sync() is None
+    assert wal.fsyncs == 0  # the oldest unsynced write is only 0.5 s old
     clock[0] += 0.6
     wal.maintain()
     assert wal.fsyncs == 1
-    wal.maintain()
-    assert wal.fsyncs == 1  # nothing new to sync
+    assert wal.maintain() == 1.0  # nothing new to sync
+    assert wal.fsyncs == 1
+    clock[0] += 5
+    store.put("c", "3")
+    wal.sync()  # first write after a quiet spell: fsynced within the next second
+    clock[0] += 1.0
+    store.put("d", "4")
+    wal.sync()  # a busy server fsyncs from the group commit itself
+    assert wal.fsyncs == 2
     wal.close()
 
 
