@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from typing import Callable
 
 from . import errors
 from .config import Settings
 from .errors import CommandError
+from .limits import AuthThrottle, TxnIdleDeadlines, write_cost
 from .protocol import (
     Line,
+    describe_char,
     encode_error,
     encode_ok,
     encode_result,
     encode_text_result,
     find_bad_key_char,
+    looks_like_http,
     parse_line,
     split_key_value,
     split_words,
@@ -39,6 +43,10 @@ Handler = Callable[["CommandExecutor", Session, str], bytes]
 OPEN_VERBS = frozenset({"AUTH", "PING", "HELP", "QUIT"})
 # Longest piece of client input quoted back in an error message.
 ECHO_LIMIT = 64
+# Longest argument text whose words an error message counts.
+COUNT_WORDS_LIMIT = 4096
+# Closing a connection that spoke HTTP is logged at most once per this many seconds.
+HTTP_LOG_INTERVAL_SECONDS = 60.0
 # SCAN's page size when LIMIT is not given, and the largest LIMIT allowed: a page of 10,000
 # keys is a few hundred KiB and a few milliseconds of work, short enough not to hold up others.
 SCAN_DEFAULT_LIMIT = 100
@@ -56,16 +64,28 @@ def _quote(text: str) -> str:
 
 
 class CommandExecutor:
-    """Runs request lines against the store for many sessions, one command at a time."""
+    """Runs request lines against the store for many sessions, one command at a time.
+
+    ``clock`` (monotonic seconds) times the transaction timeout, AUTH delays and log rate
+    limits; tests pass a fake one.
+    """
 
     def __init__(self, settings: Settings, store: Store | None = None,
-                 stats: Stats | None = None, persistence: Persistence | None = None) -> None:
+                 stats: Stats | None = None, persistence: Persistence | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.store = store if store is not None else Store()
         self.stats = stats if stats is not None else Stats()
         # The write-ahead log (or MemoryOnly): STATS reads it, writes check it is writable.
         self.persistence = persistence if persistence is not None else MemoryOnly()
+        self.clock = clock
         self._next_session_id = 1
+        self.auth_throttle = AuthThrottle()
+        self._idle_txns = TxnIdleDeadlines(settings.txn_timeout)
+        # Bytes written by all open transactions (the sum of their sessions' txn_bytes).
+        self.open_txn_bytes = 0
+        self._http_logged_at: float | None = None
+        self._http_unlogged = 0
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -84,10 +104,38 @@ class CommandExecutor:
             self.rollback(session)
         self.stats.clients_connected -= 1
 
+    # -- transaction timeout (--txn-timeout) ------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The monotonic instant when the next open transaction times out, or ``None``.
+
+        The server's loop wakes no later than this and then calls :meth:`expire`.
+        """
+        return self._idle_txns.next_deadline() if self.settings.txn_timeout > 0 else None
+
+    def expire(self, now: float) -> None:
+        """Roll back every transaction idle for ``--txn-timeout`` at ``now``, freeing its keys;
+        its session's next command is answered with the reason instead of being run."""
+        timeout = self.settings.txn_timeout
+        for session in list(self._idle_txns.expired(now)):
+            if session.txn is None:
+                continue
+            level = session.txn.level
+            self.rollback(session)
+            self.stats.txn_timeouts += 1
+            session.txn_expired = (
+                f"your {level} transaction sent no command for {timeout:g} s and was rolled "
+                f"back (--txn-timeout), freeing its keys: none of its writes were applied; "
+                "this command was not run; START again"
+            )
+            log.info("rolled back the transaction of client %s: idle for %g s (--txn-timeout)",
+                     session.peer, timeout)
+
     # -- dispatch ------------------------------------------------------------------------
 
     def execute(self, session: Session, line: Line) -> bytes | None:
-        """Run one request line for ``session``; the reply bytes, or ``None`` for a blank line.
+        """Run one request line for ``session``; the reply bytes, or ``None`` for a blank line
+        or a line that closes the connection without a reply (one that looks like HTTP).
 
         Every failure becomes an error reply. An unexpected exception is logged with its
         traceback and answered INTERNAL; the server goes on.
@@ -103,6 +151,12 @@ class CommandExecutor:
             if request is None:
                 return None
             verb, rest = request
+            if looks_like_http(verb, rest):
+                self._refuse_http(session)
+                return None
+            if session.txn_expired is not None and verb != "QUIT":
+                mesg, session.txn_expired = session.txn_expired, None
+                raise CommandError(errors.LIMIT, mesg)
             handler = COMMANDS.get(verb)
             if handler is None:
                 raise CommandError(
@@ -130,6 +184,27 @@ class CommandExecutor:
                 "the server hit an unexpected error running this command; the command had "
                 "no effect, the error was logged, and the connection is still usable",
             )
+        finally:
+            if session.txn is not None and self.settings.txn_timeout > 0:
+                self._idle_txns.touch(session, self.clock())
+
+    def _refuse_http(self, session: Session) -> None:
+        """Close a connection that sent an HTTP request: a web page may be trying to reach the
+        database through the browser (cross-protocol scripting). No reply; logged at most once
+        a minute."""
+        session.closing = True
+        self.stats.http_refused += 1
+        now = self.clock()
+        last = self._http_logged_at
+        if last is not None and now - last < HTTP_LOG_INTERVAL_SECONDS:
+            self._http_unlogged += 1
+            return
+        self._http_logged_at = now
+        unlogged, self._http_unlogged = self._http_unlogged, 0
+        log.warning(
+            "closed the connection of client %s: it sent an HTTP request, maybe from a web "
+            "page (cross-protocol attack); %d more since the last such line; logged at most "
+            "once a minute", session.peer, unlogged)
 
     # -- helpers for the commands ---------------------------------------------------------
 
@@ -146,11 +221,44 @@ class CommandExecutor:
         if bad is not None:
             raise CommandError(
                 errors.BAD_REQUEST,
-                f"key contains a control character (code {ord(key[bad])}) at position "
-                f"{bad}; a key is one word of printable characters",
+                f"key contains {describe_char(key[bad])} at position {bad}; "
+                "a key is one word of printable characters",
             )
         return key
 
+    def write(self, session: Session, key: str, value: str | None) -> None:
+        """PUT (or DEL, ``value`` None) within the limits: --max-txn-bytes for a transaction's
+        writes, --max-data-bytes for a PUT. Over one, LIMIT and nothing changes."""
+        txn = session.txn
+        cost = write_cost(key, value) if txn is not None else 0
+        if txn is not None and self.settings.max_txn_bytes:
+            limit = self.settings.max_txn_bytes
+            if session.txn_bytes + cost > limit:
+                raise CommandError(
+                    errors.LIMIT,
+                    f"this write would bring the transaction to {session.txn_bytes + cost} "
+                    f"bytes, over the limit of {limit} (--max-txn-bytes: keys and values "
+                    "plus 100 bytes per write); it had no effect and the transaction is "
+                    "still open: COMMIT or ROLLBACK it and write the rest in another",
+                )
+        if value is not None and self.settings.max_data_bytes:
+            limit = self.settings.max_data_bytes
+            adds = cost or text_bytes(key) + text_bytes(value)
+            if self.store.data_bytes + self.open_txn_bytes + adds > limit:
+                raise CommandError(
+                    errors.LIMIT,
+                    f"the data would pass the memory budget of {limit} bytes "
+                    f"(--max-data-bytes; {self.store.data_bytes} committed, "
+                    f"{self.open_txn_bytes} in open transactions); this PUT had no effect; "
+                    "GET and DEL still work: delete keys to make room",
+                )
+        if value is None:
+            self.store.delete(key, txn)
+        else:
+            self.store.put(key, value, txn)
+        if txn is not None:
+            session.txn_bytes += cost
+            self.open_txn_bytes += cost
     def check_writable(self) -> None:
         """READONLY if the log could not be written: no write is accepted until restart."""
         reason = self.persistence.readonly
@@ -160,9 +268,16 @@ class CommandExecutor:
     def rollback(self, session: Session) -> None:
         """Roll back the session's open transaction."""
         txn = session.txn
-        session.txn = None
+        self.end_txn(session)
         self.store.rollback(txn)
         self.stats.rolled_back[txn.level] += 1
+
+    def end_txn(self, session: Session) -> None:
+        """The session's transaction is over (committed or rolled back): forget it."""
+        session.txn = None
+        self.open_txn_bytes -= session.txn_bytes
+        session.txn_bytes = 0
+        self._idle_txns.forget(session)
 
 
 # -- argument parsing ---------------------------------------------------------------------
@@ -170,11 +285,19 @@ class CommandExecutor:
 def _one_key(db: CommandExecutor, rest: str, usage: str) -> str:
     if rest and " " not in rest and "\t" not in rest:
         return db.check_key(rest)
-    words = split_words(rest)
+    words = split_words(rest, 1)  # stops at the second word: a long line is not split whole
     if len(words) != 1:
         raise CommandError(errors.BAD_REQUEST,
-                           f"expected exactly one key, got {len(words)} words; usage: {usage}")
+                           f"expected exactly one key, got {_count_words(rest)}; usage: {usage}")
     return db.check_key(words[0])
+
+
+def _count_words(rest: str) -> str:
+    """"N words" for an error message; counted only in a short line (splitting a 1 MiB line of
+    one-letter words costs ~40 ms: a cheap way to stall every client)."""
+    if len(rest) > COUNT_WORDS_LIMIT:
+        return f"many words ({len(rest)} characters)"
+    return f"{len(split_words(rest))} words"
 
 
 def _no_args(rest: str, verb: str) -> None:
@@ -201,7 +324,7 @@ def cmd_put(db: CommandExecutor, session: Session, rest: str) -> bytes:
                            f"PUT {_quote(key)} has no value; usage: PUT key value "
                            "(the value must not be empty)")
     db.check_writable()
-    db.store.put(key, value, session.txn)
+    db.write(session, key, value)
     return encode_ok()
 
 
@@ -218,13 +341,13 @@ def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """DEL key: delete; a missing key is fine."""
     key = _one_key(db, rest, "DEL key")
     db.check_writable()
-    db.store.delete(key, session.txn)
+    db.write(session, key, None)
     return encode_ok()
 
 
 def cmd_start(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """START [read-committed|snapshot|serializable]: open a transaction."""
-    words = split_words(rest)
+    words = split_words(rest, 1)
     if len(words) > 1:
         raise CommandError(errors.BAD_REQUEST,
                            "START takes at most one word; "
@@ -248,7 +371,7 @@ def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
     _no_args(rest, "COMMIT")
     _need_transaction(session, "COMMIT")
     txn = session.txn
-    session.txn = None  # whatever happens below, the transaction ends with this COMMIT
+    db.end_txn(session)  # whatever happens below, the transaction ends with this COMMIT
     try:
         seq = db.store.commit(txn)
     except ConflictError:
@@ -291,6 +414,9 @@ def cmd_auth(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """AUTH password: unlock the other commands when the server has a password.
 
     The password is the rest of the line; blanks around it are ignored, as in the password file.
+    It is compared in constant time. A failure leaves an already authenticated session
+    authenticated (as Redis does); it delays the connection's next line after a few failures
+    and closes it after many (:class:`~kvloop.limits.AuthThrottle`).
     """
     expected = db.settings.password
     rest = rest.strip(" \t")
@@ -300,8 +426,20 @@ def cmd_auth(db: CommandExecutor, session: Session, rest: str) -> bytes:
     if not rest:
         raise CommandError(errors.BAD_REQUEST, "AUTH needs the password; usage: AUTH password")
     if not hmac.compare_digest(rest.encode("utf-8"), expected.encode("utf-8")):
-        session.authenticated = False
-        raise CommandError(errors.AUTH_FAILED, "wrong password")
+        db.stats.auth_failures += 1
+        if db.auth_throttle.failed(session, db.clock()):
+            session.closing = True
+            db.stats.auth_closed += 1
+            log.warning("closing the connection of client %s after %d failed AUTHs",
+                        session.peer, session.auth_failures)
+            raise CommandError(errors.AUTH_FAILED,
+                               f"wrong password; that was {session.auth_failures} failed "
+                               "AUTHs on this connection: it is being closed")
+        wait = ("" if session.hold_until is None else
+                f"; the connection's next command waits "
+                f"{session.hold_until - db.clock():.1f} s (repeated failures)")
+        held = "" if not session.authenticated else "; the session stays authenticated"
+        raise CommandError(errors.AUTH_FAILED, f"wrong password{held}{wait}")
     session.authenticated = True
     return encode_ok()
 
@@ -340,6 +478,18 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "by_level": by_level,
             "versions": store.version_stats(),
         },
+        "limits": {
+            "max_data_bytes": db.settings.max_data_bytes,
+            "open_txn_bytes": db.open_txn_bytes,
+            "max_txn_bytes": db.settings.max_txn_bytes,
+            "txn_timeout_seconds": db.settings.txn_timeout,
+        },
+        "security": {
+            "http_refused": stats.http_refused,
+            "auth_failures": stats.auth_failures,
+            "auth_closed": stats.auth_closed,
+            "txn_timeouts": stats.txn_timeouts,
+        },
         **db.persistence.stats(),
     })
 
@@ -347,7 +497,8 @@ def cmd_stats(db: CommandExecutor, session: Session, rest: str) -> bytes:
 def _parse_scan(db: CommandExecutor, rest: str) -> tuple[str, str | None, int, bool]:
     """SCAN's options as ``(prefix, after, limit, values)``; BAD_REQUEST naming the problem."""
     options: dict[str, str] = {}
-    words = split_words(rest)
+    # Seven words at most are valid: stop there (an eighth item is the unsplit rest, an error).
+    words = split_words(rest, 7)
     at = 0
     while at < len(words):
         word = words[at]

@@ -17,6 +17,16 @@ DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 # Keys are identifiers, not data; 1 KiB is generous and keeps key scans cheap.
 DEFAULT_MAX_KEY_BYTES = 1024
 DEFAULT_DATA_DIR = "./kvloop-data"
+# Memory budget for committed data plus open transactions' writes; 0 = unlimited, as Redis's
+# maxmemory: the count is of key and value bytes, not of the process's memory, so a default
+# fraction of RAM would promise what it cannot keep. Set it when memory is shared.
+DEFAULT_MAX_DATA_BYTES = 0
+# One transaction's writes; FoundationDB's limit. Bounds how long its COMMIT or ROLLBACK can
+# block everyone (each write also counts limits.WRITE_OVERHEAD_BYTES).
+DEFAULT_MAX_TXN_BYTES = 10_000_000
+# A transaction with no command for this long is rolled back (PostgreSQL's
+# idle_in_transaction_session_timeout, but on by default): its write intents block writers.
+DEFAULT_TXN_TIMEOUT_SECONDS = 60.0
 FSYNC_MODES = ("always", "everysec", "no")
 # Compact once the log passes 1 MiB and twice the last snapshot: small enough that the folder
 # stays a few times the live data, big enough that a busy server does not fork constantly.
@@ -57,6 +67,9 @@ class Settings:
     compact_ratio: float = DEFAULT_COMPACT_RATIO
     password: str | None = field(default=None, repr=False)
     allow_insecure: bool = False
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES
+    txn_timeout: float = DEFAULT_TXN_TIMEOUT_SECONDS
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
@@ -82,6 +95,8 @@ class Settings:
             f"max_clients={self.max_clients} idle_timeout={self.idle_timeout:g}s "
             f"tcp_keepalive={self.tcp_keepalive:g}s "
             f"client_buffer_budget={self.client_buffer_budget} "
+            f"max_data_bytes={self.max_data_bytes} max_txn_bytes={self.max_txn_bytes} "
+            f"txn_timeout={self.txn_timeout:g}s "
             f"data: {storage}"
         )
 
@@ -93,6 +108,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or more, got {value}")
     return value
 
 
@@ -152,6 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest request line accepted (default %(default)s)")
     p.add_argument("--max-key-bytes", type=_positive_int, default=DEFAULT_MAX_KEY_BYTES,
                    help="longest key accepted (default %(default)s)")
+    p.add_argument("--max-data-bytes", type=_non_negative_int, default=DEFAULT_MAX_DATA_BYTES,
+                   help="memory budget: key and value bytes of the data plus open transactions' "
+                        "writes; a PUT that would pass it gets LIMIT (default 0: unlimited)")
+    p.add_argument("--max-txn-bytes", type=_non_negative_int, default=DEFAULT_MAX_TXN_BYTES,
+                   help="most one transaction may write (keys, values and 100 bytes per write; "
+                        "default %(default)s; 0: unlimited)")
+    p.add_argument("--txn-timeout", type=_seconds, default=DEFAULT_TXN_TIMEOUT_SECONDS,
+                   metavar="SECONDS",
+                   help="roll back a transaction that sent no command for this long "
+                        "(default %(default)g; 0: never)")
     p.add_argument("--in-memory", action="store_true",
                    help="keep data in memory only: nothing is written to disk")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
@@ -218,7 +253,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
         handshake_timeout=args.handshake_timeout, max_clients=args.max_clients,
         idle_timeout=args.idle_timeout, tcp_keepalive=args.tcp_keepalive,
-        client_buffer_budget=args.client_buffer_budget,
+        client_buffer_budget=args.client_buffer_budget, max_data_bytes=args.max_data_bytes,
+        max_txn_bytes=args.max_txn_bytes, txn_timeout=args.txn_timeout,
     )
     if bool(settings.tls_cert) != bool(settings.tls_key):
         parser.error("--tls-cert and --tls-key go together: give both or neither")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import deque
 from json.encoder import encode_basestring  # the C string encoder json.dumps uses
 from typing import Union
@@ -72,17 +73,22 @@ class LineReader:
             self._partial.clear()
         limit = self.max_line_bytes
         if held + len(data) > limit:  # only then can a line be over the limit
-            lines = [line if len(line) <= limit else LineTooLarge(limit) for line in lines]
+            lines = [LineTooLarge(limit) if self._too_long(line) else line for line in lines]
         self._ready_bytes = ((self._ready_bytes if self._ready else 0) + held + len(data)
                              - len(tail) + LINE_OVERHEAD_BYTES * len(lines))
         self._ready.extend(lines)
         self._add_partial(tail)
 
+    def _too_long(self, line: bytes | bytearray) -> bool:
+        """Over the limit, not counting a final ``\r`` (it is part of the line end)."""
+        extra = len(line) - self.max_line_bytes
+        return extra > 0 and not (extra == 1 and line.endswith(b"\r"))
+
     def _add_partial(self, data: bytes) -> None:
         if self._discarding or not data:
             return
         self._partial += data
-        if len(self._partial) > self.max_line_bytes:
+        if self._too_long(self._partial):
             self._partial.clear()
             self._discarding = True
             self._ready.append(LineTooLarge(self.max_line_bytes))
@@ -121,16 +127,51 @@ class LineReader:
 
 _VERB = re.compile(r"[ \t]*([^ \t]+)[ \t]*")
 _BLANKS = re.compile(r"[ \t]+")
-_KEY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+# An HTTP request line: METHOD, a request target (a path, "*" or an absolute URL), HTTP/x.y.
+_HTTP_REQUEST_LINE = re.compile(r"[A-Z]+ (?:/|\*|[a-zA-Z][a-zA-Z0-9+.-]*://)\S* HTTP/\d\.\d")
+# Verbs whose mere presence means HTTP: kvloop has no such commands (Redis closes on these).
+_HTTP_VERBS = frozenset({"POST", "HOST:"})
 
 
 def find_bad_key_char(key: str) -> int | None:
-    """The position of the first character a key may not hold (a blank or a C0, DEL or C1
-    control character), or ``None`` if there is none."""
-    if key.isascii() and key.isprintable() and " " not in key:
-        return None  # the common case, without the regex
-    bad = _KEY_FORBIDDEN.search(key)
-    return bad.start() if bad else None
+    """The position of the first character a key may not hold, or ``None`` if there is none.
+
+    A key is one word of printable characters: no blanks (a space, a tab, any Unicode space or
+    line/paragraph separator), no control or format characters (C0, DEL, C1, U+200B, U+202E,
+    ...), nothing private-use, unassigned or a lone surrogate: exactly the characters for
+    which :meth:`str.isprintable` is false, plus the ASCII space.
+    """
+    if key.isprintable() and " " not in key:
+        return None  # the common case, one pass in C
+    for position, char in enumerate(key):
+        if char == " " or not char.isprintable():
+            return position
+    return None  # unreachable: isprintable() was false for some character
+
+
+def describe_char(char: str) -> str:
+    """What kind of character ``char`` is and its code point, for error messages (the raw
+    character may be invisible): ``a control character (U+0001, code 1)``."""
+    category = unicodedata.category(char)
+    kind = ("a control character" if category == "Cc" else
+            "a blank" if category[0] == "Z" else
+            "a format (invisible) character" if category == "Cf" else
+            "an unassigned or private-use character")
+    name = unicodedata.name(char, "")
+    return f"{kind} (U+{ord(char):04X}{' ' + name if name else ''}, code {ord(char)})"
+
+
+def looks_like_http(verb: str, rest: str) -> bool:
+    """True if a request line ``verb rest`` is HTTP rather than kvloop's protocol.
+
+    A browser can be made to send a request to any host and port, with a body of the page's
+    choosing (cross-protocol scripting): the server must not run what follows such a line.
+    ``verb`` is already in upper case.
+    """
+    if verb in _HTTP_VERBS:
+        return True
+    # Cheap test first: every HTTP request line ends with "HTTP/x.y".
+    return rest[-8:-3] == "HTTP/" and _HTTP_REQUEST_LINE.fullmatch(f"{verb} {rest}") is not None
 
 
 Request = tuple[str, str]
@@ -142,6 +183,8 @@ def parse_line(line: bytes) -> Request | None:
 
     Raises :class:`CommandError` (BAD_REQUEST) if the line is not valid UTF-8.
     ``rest`` keeps inner and trailing blanks, because PUT's value is the rest of the line.
+    The verb is upper-cased by ASCII rules only: a verb with any other character is left as is,
+    so it matches no command (Unicode case rules would turn ``\\u017ftats``, long s, into STATS).
     """
     try:
         text = line.decode("utf-8")
@@ -154,17 +197,25 @@ def parse_line(line: bytes) -> Request | None:
     text = text.removesuffix("\r")
     verb, _, rest = text.partition(" ")
     if verb and "\t" not in verb:  # the common shape: "VERB args", one space
-        return verb.upper(), rest.lstrip(" \t") if rest[:1] in (" ", "\t") else rest
-    match = _VERB.match(text)
-    if match is None:
-        return None
-    return match.group(1).upper(), text[match.end():]
+        rest = rest.lstrip(" \t") if rest[:1] in (" ", "\t") else rest
+    else:
+        match = _VERB.match(text)
+        if match is None:
+            return None
+        verb, rest = match.group(1), text[match.end():]
+    return (verb.upper() if verb.isascii() else verb), rest
 
 
-def split_words(rest: str) -> list[str]:
-    """Split the arguments of a command into words (runs of spaces or tabs separate them)."""
-    rest = rest.rstrip(" \t")
-    return _BLANKS.split(rest) if rest else []
+def split_words(rest: str, most: int | None = None) -> list[str]:
+    """Split the arguments of a command into words (runs of spaces or tabs separate them).
+
+    With ``most``, stop after that many words: the last item is then the unsplit remainder,
+    so ``len(result) > most`` tells there were too many without splitting a long line whole.
+    """
+    rest = rest.strip(" \t")
+    if not rest:
+        return []
+    return _BLANKS.split(rest) if most is None else _BLANKS.split(rest, most)
 
 
 def split_key_value(rest: str) -> tuple[str, str]:
@@ -177,6 +228,16 @@ def split_key_value(rest: str) -> tuple[str, str]:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Characters JSON may carry raw but str.splitlines() (and JavaScript before ES2019) treat as
+# line breaks: escaped, so that a reply is always exactly one line to every reader.
+_LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def _json_text(encoded: str) -> bytes:
+    """JSON text as reply bytes, with the non-ASCII line breaks escaped."""
+    if not encoded.isascii():
+        encoded = encoded.translate(_LINE_BREAK_ESCAPES)
+    return encoded.encode("utf-8")
 
 OK = b'{"status":"Ok"}\n'
 
@@ -188,15 +249,15 @@ def encode_ok() -> bytes:
 
 def encode_result(result: object) -> bytes:
     """The reply of a command that succeeded with a JSON-serializable result."""
-    return b'{"status":"Ok","result":' + _ENCODER.encode(result).encode("utf-8") + b"}\n"
+    return b'{"status":"Ok","result":' + _json_text(_ENCODER.encode(result)) + b"}\n"
 
 
 def encode_text_result(text: str) -> bytes:
     """The reply of a command whose result is a string (GET's value): the hot path."""
-    return b'{"status":"Ok","result":' + encode_basestring(text).encode("utf-8") + b"}\n"
+    return b'{"status":"Ok","result":' + _json_text(encode_basestring(text)) + b"}\n"
 
 
 def encode_error(code: str, mesg: str) -> bytes:
     """The reply of a command that failed: a machine code and a sentence a person can act on."""
     body = {"status": "Error", "code": code, "mesg": mesg}
-    return _ENCODER.encode(body).encode("utf-8") + b"\n"
+    return _json_text(_ENCODER.encode(body)) + b"\n"

@@ -21,6 +21,10 @@ class Stats:
         self.committed: dict[str, int] = dict.fromkeys(LEVELS, 0)
         self.rolled_back: dict[str, int] = dict.fromkeys(LEVELS, 0)
         self.conflicts: Counter = Counter()
+        self.http_refused = 0  # connections closed by the cross-protocol guard
+        self.auth_failures = 0
+        self.auth_closed = 0  # connections closed after too many failed AUTHs
+        self.txn_timeouts = 0  # transactions rolled back by --txn-timeout
 
     def uptime(self) -> float:
         """Seconds since the server started."""
