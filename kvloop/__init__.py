@@ -20,6 +20,7 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
     transport.py    between the loop and a socket: plain TCP, or TLS over memory BIOs
     timers.py       cancellable timers for the loop (handshake, idle, AUTH delay, linger)
     connlimits.py   connection limits: their LIMIT replies, the client buffer budget
+    limits.py       command-layer limits: AUTH throttling, idle-transaction deadlines, write cost
     client.py       the Python client API (Client, errors with the server's codes)
     cli.py          client.py's interactive prompt and script runner
     bench.py        ``python -m kvloop.bench``: a multi-process load generator (ops/s, latency)
