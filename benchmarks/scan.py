@@ -314,11 +314,13 @@ def build_loadgen() -> str:
 
 def loadgen_run(loadgen: str, port: int, pid: int,
                 args: argparse.Namespace) -> tuple[float, float]:
-    """ops/s of one loadgen run (50 connections, 90% GET / 10% PUT, prefilled keys), and the
-    server's CPU microseconds per op (steadier than ops/s when the machine is shared)."""
-    cmd = [loadgen, "-p", str(port), "-c", "50", "-P", str(args.pipeline), "--mix",
-           "get:90,put:10", "-k", "10000", "--prefill", "-d", str(args.seconds),
-           "--server-pid", str(pid)]
+    """ops/s of one loadgen run (50 connections, ``--mix`` over ``--keys`` keys, prefilled
+    unless ``--creations``), and the server's CPU microseconds per op (steadier than ops/s when
+    the machine is shared)."""
+    cmd = [loadgen, "-p", str(port), "-c", "50", "-P", str(args.pipeline), "--mix", args.mix,
+           "-k", str(args.keys), "-d", str(args.seconds), "--server-pid", str(pid)]
+    if not args.creations:
+        cmd.append("--prefill")
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "1", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 120,
@@ -344,7 +346,9 @@ def cmd_throughput(args: argparse.Namespace) -> None:
                       f"{us_per_op:.2f} us per op")
     base, this = (statistics.median(results[n]) for n in ("baseline", "this"))
     base_cpu, this_cpu = (statistics.median(cpu[n]) for n in ("baseline", "this"))
-    print(f"50 conns, pipeline {args.pipeline}, 90% GET / 10% PUT, medians of {args.runs}: "
+    what = "creating keys" if args.creations else "prefilled keys"
+    print(f"50 conns, pipeline {args.pipeline}, {args.mix} over {args.keys:,} {what}, medians "
+          f"of {args.runs}: "
           f"baseline {base:,.0f} ops/s, this {this:,.0f} ops/s: ratio {this / base:.3f} "
           "(target >= 0.95)")
     print(f"server CPU per op, medians: baseline {base_cpu:.2f} us, this {this_cpu:.2f} us: "
@@ -379,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sp.add_argument("--seconds", type=float, default=5.0)
             sp.add_argument("--pipeline", type=int, default=1)
+            sp.add_argument("--mix", default="get:90,put:10", help="loadgen's --mix")
+            sp.add_argument("--keys", type=int, default=10_000, help="key space (loadgen -k)")
+            sp.add_argument("--creations", action="store_true",
+                            help="no prefill: PUTs create keys (the index's add path); use "
+                            "with --mix put-only and a large --keys")
     args = p.parse_args(argv)
     {"pages": cmd_pages, "inproc": cmd_inproc, "stall": cmd_stall, "memory": cmd_memory,
      "throughput": cmd_throughput}[args.what](args)

@@ -112,6 +112,7 @@ class WriteAheadLog:
         self._child: int | None = None
         self._child_snapshot = 0
         self._next_compact_try = 0.0
+        self._closing = False
         if recovered.segments:
             number, size = recovered.segments[-1]
             self._segment = Segment.reopen(folder.path / segment_name(number), number, size)
@@ -221,7 +222,7 @@ class WriteAheadLog:
     def _compaction_due(self) -> bool:
         size = self.log_bytes()
         return (size > self.compact_min_bytes and size > self.compact_ratio * self._snapshot_bytes
-                and time.monotonic() >= self._next_compact_try)
+                and time.monotonic() >= self._next_compact_try and not self._closing)
 
     def _start_compaction(self) -> None:
         """Move the log to a new segment and fork a child that snapshots the state up to it."""
@@ -285,6 +286,7 @@ class WriteAheadLog:
 
     def close(self) -> None:
         """Clean stop: write and fsync what is queued, wait for a compaction child, unlock."""
+        self._closing = True  # no new compaction now
         if self.readonly is None:
             self.sync()
             if self.readonly is None and self.fsync_mode != "always":
