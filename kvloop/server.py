@@ -142,15 +142,13 @@ class Server:
         timers = self._timers
         clock = time.monotonic
         executor = self.executor
-        # --txn-timeout's bookkeeping is the command layer's (next_deadline/expire); an
-        # executor without it has no transaction deadlines.
-        has_deadlines = hasattr(executor, "next_deadline")
+        next_deadline = executor.next_deadline  # --txn-timeout's (the command layer's)
         # The turn's time is only needed to see idle connections and transaction deadlines.
         watch_idle = self.settings.idle_timeout > 0
         self._maintain_persistence()
         while not self._stopping:
             timeout = 0 if self._ready else timers.timeout()
-            txn_deadline = executor.next_deadline() if has_deadlines else None
+            txn_deadline = next_deadline()
             if txn_deadline is not None:
                 wait = max(0.0, txn_deadline - clock())
                 timeout = wait if timeout is None else min(timeout, wait)

@@ -169,3 +169,18 @@ def test_an_auth_style_hold_delays_only_that_client(start_server):
     assert held.reply() == ok("after")
     assert time.monotonic() - started >= 0.45  # its next line waited for the hold
     assert held.ask("PING") == ok("PONG")  # and the connection goes on afterwards
+
+
+def test_the_loop_wakes_at_a_transaction_deadline_by_itself(start_server):
+    """The loop's side of --txn-timeout: select() wakes at the executor's next deadline, so an
+    abandoned transaction is rolled back on time even when no client sends anything."""
+    server = start_server("--in-memory", "--txn-timeout", "0.3")
+    holder, writer = server.connect(), server.connect()
+    assert holder.ask("START") == ok()
+    assert holder.ask("PUT hot 1") == ok()
+    time.sleep(1.0)  # nobody sends anything meanwhile
+    # One write, no retries: had the loop waited for an event to notice the deadline, this
+    # PUT would run in that turn before the expiry and get CONFLICT.
+    assert writer.ask("PUT hot 2") == ok()
+    reply = holder.ask("GET hot")
+    assert error_code(reply) == "LIMIT" and "--txn-timeout" in reply["mesg"]
