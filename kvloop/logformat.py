@@ -130,13 +130,16 @@ def encode_snapshot(seq: int, items: Iterable[tuple[str, str]], key_count: int,
     chunk: list[str] = []
     chars = 0
     for key, value in items:
-        chunk.append(key)
-        chunk.append(value)
-        chars += len(key) + len(value)
-        if chars >= SNAPSHOT_CHUNK_CHARS:
+        size = len(key) + len(value)
+        if chunk and chars + size > SNAPSHOT_CHUNK_CHARS:
+            # Flush first: a chunk is under the limit or one item alone, which is never
+            # larger than the commit record that wrote it (<= MAX_RECORD_BYTES).
             yield frame(_encode_json(chunk).encode("utf-8"))
             chunk = []
             chars = 0
+        chunk.append(key)
+        chunk.append(value)
+        chars += size
     if chunk:
         yield frame(_encode_json(chunk).encode("utf-8"))
 

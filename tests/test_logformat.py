@@ -181,3 +181,17 @@ def test_snapshot_that_is_cut_short_or_damaged_is_refused():
         decode_snapshot(short)
     with pytest.raises(FormatError):
         decode_snapshot(log_bytes())
+
+
+def test_snapshot_chunks_stay_under_the_limit_or_hold_one_item(monkeypatch):
+    monkeypatch.setattr(logformat, "SNAPSHOT_CHUNK_CHARS", 100)
+    items = [("a", "x" * 30), ("b", "y" * 500), ("c", "z" * 30), ("d", "w" * 30)]
+    data = b"".join(encode_snapshot(9, items, len(items), 0))
+    chunks = [json_payload(p) for p in scan_records(data).payloads[1:]]
+    assert chunks == [["a", "x" * 30], ["b", "y" * 500], ["c", "z" * 30, "d", "w" * 30]]
+    assert decode_snapshot(data).values == dict(items)
+
+
+def json_payload(payload: bytes) -> list:
+    import json
+    return json.loads(payload)
