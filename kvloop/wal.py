@@ -88,7 +88,8 @@ class MemoryOnly:
 
     def stats(self) -> dict:
         """The persistence part of STATS."""
-        return {"persistence": "memory", "log_bytes": 0, "fsyncs": 0, "readonly": False}
+        return {"persistence": "memory", "log_bytes": 0, "fsyncs": 0, "readonly": False,
+                "compacting": False}
 
 
 class WriteAheadLog:

@@ -129,6 +129,8 @@ def test_in_memory_writes_no_files(start_server):
     result = stats(server)
     assert result["persistence"] == "memory"
     assert result["log_bytes"] == 0 and result["fsyncs"] == 0
+    # The same persistence fields as a persistent server's, so a monitor needs no special case.
+    assert result["readonly"] is False and result["compacting"] is False
     assert not data_dir(server).exists()
 
 
