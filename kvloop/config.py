@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from .transaction import LEVELS, READ_COMMITTED, parse_level
 
@@ -101,54 +102,32 @@ class Settings:
         )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
+def _number(parse: Callable[[str], Any], what: str, accepts: Callable[[Any], bool],
+            expected: str) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text as ``what`` and refuse values ``accepts`` rejects,
+    with a message that says what is ``expected``."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"{expected}, got {text}")
+        return value
+
+    return convert
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or more, got {value}")
-    return value
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 picks a free one), got {value}")
-    return value
+_positive_int = _number(int, "a whole number", lambda v: v > 0, "expected a number above 0")
+_non_negative_int = _number(int, "a whole number", lambda v: v >= 0,
+                            "expected 0 (no limit) or more")
+# ``not v >= 1`` style checks also refuse NaN.
+_ratio = _number(float, "a number", lambda v: v >= 1.0, "expected a number of at least 1")
+_seconds = _number(float, "a number of seconds", lambda v: 0 <= v < float("inf"),
+                   "expected 0 or more seconds")
+_port = _number(int, "a port number", lambda v: 0 <= v <= 65535,
+                "port must be 0..65535 (0 picks a free one)")
 
 
 def _level(text: str) -> str:
