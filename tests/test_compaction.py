@@ -34,7 +34,7 @@ def put_until(conn, expected: dict[str, str], done, start: int, limit: int = 200
         conn.send("".join(f"PUT {k} {v}\n" for k, v in sent).encode())
         try:
             replies = conn.replies(len(sent))
-        except TimeoutError:
+        except (TimeoutError, socket.timeout):  # one class from 3.10 on, two in 3.9
             if done() and in_doubt is not None:
                 in_doubt.update(sent)  # the server froze: never acknowledged
                 return number
