@@ -40,6 +40,7 @@ from multiprocessing.connection import wait as wait_pipes
 from typing import Any, TextIO
 
 from .config import format_address
+from .transport import client_context
 
 # 64 KiB per recv, as the server does (see shared/PERF-NOTES.md).
 READ_SIZE = 64 * 1024
@@ -306,10 +307,7 @@ def _open(options: Options) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if not options.tls:
         return sock
-    context = ssl.create_default_context(cafile=options.cafile)
-    if options.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    context = client_context(options.cafile, options.insecure_skip_verify)
     try:
         return context.wrap_socket(sock, server_hostname=options.host)
     except OSError:

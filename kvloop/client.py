@@ -45,6 +45,7 @@ from .config import format_address
 from .errors import CommandError
 from .protocol import Line, LineReader, find_bad_key_char, parse_line
 from .transaction import LEVELS, parse_level
+from .transport import client_context
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9999
@@ -318,9 +319,7 @@ class Client:
                    certfile: str | None, keyfile: str | None) -> ssl.SSLSocket:
         """The TLS handshake over ``sock``; ConnectionLost (and ``sock`` closed) if it fails."""
         try:
-            context = ssl.create_default_context(cafile=cafile)
-            if certfile:
-                context.load_cert_chain(certfile, keyfile)
+            context = client_context(cafile, insecure_skip_verify, certfile, keyfile)
         except OSError as exc:  # ssl.SSLError included
             sock.close()
             files = ", ".join(f for f in (cafile, certfile, keyfile) if f)
@@ -331,8 +330,6 @@ class Client:
                 f"TLS certificate checks are off for {self.address}: anyone on the network "
                 "path can read and change this connection (insecure_skip_verify)",
                 RuntimeWarning, stacklevel=3)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         try:
             return context.wrap_socket(sock, server_hostname=self.host)
         except (OSError, ssl.SSLError) as exc:

@@ -83,6 +83,23 @@ def server_context(certfile: str, keyfile: str, cafile: str | None = None) -> ss
     return context
 
 
+def client_context(cafile: str | None = None, insecure_skip_verify: bool = False,
+                   certfile: str | None = None, keyfile: str | None = None) -> ssl.SSLContext:
+    """A client's TLS settings: the server's certificate checked against the system's CAs
+    (or ``cafile``) and its name, unless ``insecure_skip_verify``; with ``certfile``, this
+    client's own certificate for servers that require one.
+
+    Raises OSError / ssl.SSLError if a file cannot be read.
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    if insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class TlsTransport:
     """TLS over a non-blocking socket, through an ``ssl.SSLObject`` and two memory BIOs.
 
