@@ -228,7 +228,9 @@ class CommandExecutor:
 
     def write(self, session: Session, key: str, value: str | None) -> None:
         """PUT (or DEL, ``value`` None) within the limits: --max-txn-bytes for a transaction's
-        writes, --max-data-bytes for a PUT. Over one, LIMIT and nothing changes."""
+        writes, --max-data-bytes for a PUT. Over one, LIMIT and nothing changes; READONLY
+        if the log could not be written."""
+        self._check_writable()
         txn = session.txn
         cost = write_cost(key, value) if txn is not None else 0
         if txn is not None and self.settings.max_txn_bytes:
@@ -268,7 +270,7 @@ class CommandExecutor:
         return text_bytes(value) - text_bytes(old) if old is not None else (
             text_bytes(key) + text_bytes(value))
 
-    def check_writable(self) -> None:
+    def _check_writable(self) -> None:
         """READONLY if the log could not be written: no write is accepted until restart."""
         reason = self.persistence.readonly
         if reason is not None:
@@ -332,7 +334,6 @@ def cmd_put(db: CommandExecutor, session: Session, rest: str) -> bytes:
         raise CommandError(errors.BAD_REQUEST,
                            f"PUT {_quote(key)} has no value; usage: PUT key value "
                            "(the value must not be empty)")
-    db.check_writable()
     db.write(session, key, value)
     return encode_ok()
 
@@ -349,7 +350,6 @@ def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
 def cmd_del(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """DEL key: delete; a missing key is fine."""
     key = _one_key(db, rest, "DEL key")
-    db.check_writable()
     db.write(session, key, None)
     return encode_ok()
 
