@@ -48,6 +48,9 @@ sys.path.insert(0, str(ROOT))
 from kvloop import logformat  # noqa: E402
 from kvloop.datafiles import segment_name, snapshot_name  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from compare_redis import free_port, pinned  # noqa: E402
+
 LOADGEN_RELATIVE = Path("shared", "tools", "loadgen", "loadgen.c")
 KVLOOP_MODES = ("always", "everysec", "no")
 REDIS_MODES = ("always", "everysec")
@@ -81,18 +84,6 @@ def build_loadgen(source: Path, folder: Path) -> Path:
     binary = folder / "loadgen"
     subprocess.run(["cc", "-O2", "-o", str(binary), str(source)], check=True, timeout=120)
     return binary
-
-
-def pinned(cpu: int | None, argv: list[str]) -> list[str]:
-    """``argv`` under ``taskset -c cpu`` when pinning is possible."""
-    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (for redis-server)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
