@@ -29,6 +29,7 @@ from .protocol import (
     split_key_value,
     split_words,
 )
+from .replycache import GET_PREFIX, ReplyCache
 from .session import Session
 from .stats import Stats
 from .store import ConflictError, Store, text_bytes
@@ -67,7 +68,9 @@ class CommandExecutor:
     """Runs request lines against the store for many sessions, one command at a time.
 
     ``clock`` (monotonic seconds) times the transaction timeout, AUTH delays and log rate
-    limits; tests pass a fake one.
+    limits; tests pass a fake one. ``replies`` caches GET replies (see
+    :mod:`kvloop.replycache`); :meth:`execute_lines` uses it, with the same replies as
+    :meth:`execute` line by line.
     """
 
     def __init__(self, settings: Settings, store: Store | None = None,
@@ -86,6 +89,8 @@ class CommandExecutor:
         self.open_txn_bytes = 0
         self._http_logged_at: float | None = None
         self._http_unlogged = 0
+        self.replies = ReplyCache()
+        self.store.on_change = self.replies.changed
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -169,7 +174,8 @@ class CommandExecutor:
                     errors.AUTH_REQUIRED,
                     f"{verb} needs authentication first: send AUTH password",
                 )
-            self.stats.commands[verb] += 1
+            commands = self.stats.commands
+            commands[verb] = commands.get(verb, 0) + 1
             return handler(self, session, rest)
         except CommandError as exc:
             self.stats.errors[exc.code] += 1
@@ -187,6 +193,66 @@ class CommandExecutor:
         finally:
             if session.txn is not None and self.settings.txn_timeout > 0:
                 self._idle_txns.touch(session, self.clock())
+
+    def execute_lines(self, session: Session, lines: list[Line], replies: list[bytes],
+                      room: int) -> int:
+        """Run ``lines`` in order for ``session``, appending their replies to ``replies``; the
+        replies are byte for byte those of :meth:`execute` line by line, and so are the
+        store, the session and STATS afterwards.
+
+        Stops early, and returns how many lines it ran, after a line that closes the session
+        or holds it (a failed AUTH's delay), after the first line that leaves a commit
+        waiting for the log's sync when none was waiting before (its reply is then the last
+        in ``replies``), or once the replies it added reach ``room`` bytes.
+
+        A plain ``GET key`` whose reply is cached costs one lookup: the cache holds only
+        autocommit reads of keys no transaction holds, so it serves only a session that is
+        authenticated and has no transaction open (nor a timed-out one to hear about).
+        """
+        lookup = self.replies.lookup
+        execute = self.execute
+        persistence = self.persistence
+        was_pending = persistence.pending
+        cacheable = session.txn is None and session.authenticated and session.txn_expired is None
+        hits = size = ran = 0
+        for line in lines:
+            ran += 1
+            reply = lookup(line) if cacheable else None
+            if reply is not None:
+                hits += 1
+            else:
+                reply = execute(session, line)
+                if cacheable and reply is not None and line.__class__ is bytes:
+                    self._remember_get(line, reply)
+                if (session.closing or session.hold_until is not None
+                        or (persistence.pending and not was_pending)):
+                    if reply is not None:
+                        replies.append(reply)
+                    break
+                if reply is None:
+                    continue
+                cacheable = (session.txn is None and session.authenticated
+                             and session.txn_expired is None)
+            replies.append(reply)
+            size += len(reply)
+            if size >= room:
+                break
+        if hits:
+            commands = self.stats.commands
+            commands["GET"] = commands.get("GET", 0) + hits
+        return ran
+
+    def _remember_get(self, line: bytes, reply: bytes) -> None:
+        """Cache the reply of the autocommit ``GET key`` line just run, if it found a value
+        and the line is the one form the cache keeps (one space, no other blank)."""
+        if not (line.startswith(GET_PREFIX) and reply.startswith(b'{"status":"Ok"')):
+            return
+        try:
+            key = line[4:].decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        if find_bad_key_char(key) is None and not self.store.has_intent(key):
+            self.replies.add(line, reply)
 
     def _refuse_http(self, session: Session) -> None:
         """Close a connection that sent an HTTP request: a web page may be trying to reach the

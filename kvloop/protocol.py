@@ -108,6 +108,19 @@ class LineReader:
         """The next complete line (or :class:`LineTooLarge`), or ``None`` if none is ready."""
         return self._ready.popleft() if self._ready else None
 
+    def take_lines(self, most: int) -> list[Line]:
+        """Up to ``most`` of the complete lines ready, in order (an empty list if none is)."""
+        ready = self._ready
+        if most >= len(ready):
+            lines = list(ready)
+            ready.clear()
+            return lines
+        return [ready.popleft() for _ in range(most)]
+
+    def unread(self, lines: list[Line]) -> None:
+        """Put back lines taken but not run: they come out again first, in the same order."""
+        self._ready.extendleft(reversed(lines))
+
     def has_lines(self) -> bool:
         """True when complete lines are waiting to be taken."""
         return bool(self._ready)

@@ -337,25 +337,34 @@ class Server:
     def _run_lines(self, conn: Connection) -> None:
         """Run the connection's complete lines in order: at most its share of this turn, and
         only until its output passes the pause mark or a line holds it (AUTH delay)."""
-        execute = self.executor.execute
+        execute_lines = self.executor.execute_lines
         persistence = self.persistence
         session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
         held_bytes = sum(map(len, held)) if held else 0
         budget = self._share
-        while budget and len(out) + held_bytes < OUTPUT_PAUSE_BYTES:
-            if session.closing or session.hold_until is not None:
+        replies: list[bytes] = []
+        while budget:
+            room = OUTPUT_PAUSE_BYTES - len(out) - held_bytes
+            if room <= 0 or session.closing or session.hold_until is not None:
                 break
-            line = reader.next_line()
-            if line is None:
+            lines = reader.take_lines(budget)
+            if not lines:
                 return
-            budget -= 1
-            reply = execute(session, line)
-            if reply is not None:
-                if persistence.pending:  # a commit of this turn is not durable yet
-                    held.append(reply)
-                    held_bytes += len(reply)
-                else:
-                    out += reply
+            was_pending = persistence.pending
+            ran = execute_lines(session, lines, replies, room)
+            if ran < len(lines):
+                reader.unread(lines[ran:])
+            budget -= ran
+            if was_pending:  # a commit of this turn is not durable yet: its sync comes first
+                held += replies
+                held_bytes += sum(map(len, replies))
+            elif persistence.pending:  # the last line committed: its reply waits for the sync
+                held.append(replies.pop())
+                held_bytes += len(held[-1])
+                out += b"".join(replies)
+            else:
+                out += b"".join(replies)
+            replies.clear()
         if session.hold_until is not None:
             self._hold(conn)
         elif not budget and reader.has_lines():

@@ -47,6 +47,11 @@ CommitHook = Callable[[int, list[Write]], None]
 """Called with each commit's sequence number and changes before the commit takes effect (the
 write-ahead log's append). If it raises, the commit is undone and the exception propagates."""
 
+ChangeHook = Callable[[Optional[str]], None]
+"""Called with each key whose value changes in place (a write in or out of a transaction, a
+rollback, a commit taken back), or ``None`` when every value may have (loading a snapshot):
+the GET reply cache's invalidation."""
+
 WRITE_CONFLICT = "write_intent"
 FIRST_COMMITTER_CONFLICT = "first_committer"
 VALIDATION_CONFLICT = "validation"
@@ -200,10 +205,12 @@ class Store:
     revision): each commit that changes data takes the next number. ``on_commit``, if set, is
     called with each commit's number and changes before it takes effect (the write-ahead log's
     hook; see :data:`CommitHook`); it gets committed values only, never older versions.
+    ``on_change``, if set, is told of every value that changes (see :data:`ChangeHook`).
     """
 
     def __init__(self, on_commit: CommitHook | None = None) -> None:
         self.seq = 0
+        self.on_change: ChangeHook | None = None
         # Committed state only, kept in step with every commit (see _count_committed).
         self.data_bytes = 0
         self._key_count = 0
@@ -263,6 +270,10 @@ class Store:
         and values' UTF-8 bytes), so both count the same committed state.
         """
         return self._key_count
+
+    def has_intent(self, key: str) -> bool:
+        """True while an open transaction holds ``key``'s write intent."""
+        return key in self._owners
 
     def open_intents(self) -> int:
         """How many keys are held by an open transaction's write intent."""
@@ -467,6 +478,8 @@ class Store:
             )
 
     def _set(self, key: str, value: str | None) -> None:
+        if self.on_change is not None:
+            self.on_change(key)
         if value is None:
             self._values.pop(key, None)
         else:
@@ -639,6 +652,8 @@ class Store:
         Keys that arrive in sorted order index in linear time.
         """
         assert not self._owners, "install_committed with transactions open"
+        if self.on_change is not None:
+            self.on_change(None)
         self._values = values
         self._keys = SortedKeys(values)
         self._ghosts = {}
