@@ -221,6 +221,9 @@ class CommandExecutor:
             if reply is not None:
                 hits += 1
             else:
+                if hits:  # counted before any other command runs (STATS may be next)
+                    self._count_gets(hits)
+                    hits = 0
                 reply = execute(session, line)
                 if cacheable and reply is not None and line.__class__ is bytes:
                     self._remember_get(line, reply)
@@ -238,9 +241,12 @@ class CommandExecutor:
             if size >= room:
                 break
         if hits:
-            commands = self.stats.commands
-            commands["GET"] = commands.get("GET", 0) + hits
+            self._count_gets(hits)
         return ran
+
+    def _count_gets(self, count: int) -> None:
+        commands = self.stats.commands
+        commands["GET"] = commands.get("GET", 0) + count
 
     def _remember_get(self, line: bytes, reply: bytes) -> None:
         """Cache the reply of the autocommit ``GET key`` line just run, if it found a value
