@@ -60,6 +60,10 @@ SCAN_PAGE_CHARS = 256 * 1024
 SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in any order, each once)"
 
 
+# GET's reply for a missing key: one object, so that a cached one is told apart by identity.
+NOT_FOUND_REPLY = encode_error(errors.NOT_FOUND, "Key not found")
+
+
 def _quote(text: str) -> str:
     return repr(text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "...")
 
@@ -214,16 +218,18 @@ class CommandExecutor:
         persistence = self.persistence
         was_pending = persistence.pending
         cacheable = session.txn is None and session.authenticated and session.txn_expired is None
-        hits = size = ran = 0
+        hits = missing = size = ran = 0
         for line in lines:
             ran += 1
             reply = lookup(line) if cacheable else None
             if reply is not None:
                 hits += 1
+                if reply is NOT_FOUND_REPLY:
+                    missing += 1
             else:
                 if hits:  # counted before any other command runs (STATS may be next)
-                    self._count_gets(hits)
-                    hits = 0
+                    self._count_gets(hits, missing)
+                    hits = missing = 0
                 reply = execute(session, line)
                 if cacheable and reply is not None and line.__class__ is bytes:
                     self._remember_get(line, reply)
@@ -241,17 +247,24 @@ class CommandExecutor:
             if size >= room:
                 break
         if hits:
-            self._count_gets(hits)
+            self._count_gets(hits, missing)
         return ran
 
-    def _count_gets(self, count: int) -> None:
+    def _count_gets(self, count: int, missing: int) -> None:
+        """STATS for ``count`` GETs answered from the cache, ``missing`` of them NOT_FOUND."""
         commands = self.stats.commands
         commands["GET"] = commands.get("GET", 0) + count
+        if missing:
+            self.stats.errors[errors.NOT_FOUND] += missing
 
     def _remember_get(self, line: bytes, reply: bytes) -> None:
-        """Cache the reply of the autocommit ``GET key`` line just run, if it found a value
-        and the line is the one form the cache keeps (one space, no other blank)."""
-        if not (line.startswith(GET_PREFIX) and reply.startswith(b'{"status":"Ok"')):
+        """Cache the reply of the autocommit ``GET key`` line just run (a value, or NOT_FOUND),
+        if the line is the one form the cache keeps (one space, no other blank)."""
+        if not line.startswith(GET_PREFIX):
+            return
+        if reply == NOT_FOUND_REPLY:
+            reply = NOT_FOUND_REPLY
+        elif not reply.startswith(b'{"status":"Ok"'):
             return
         try:
             key = line[4:].decode("utf-8")
@@ -415,7 +428,7 @@ def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
     key = _one_key(db, rest, "GET key")
     value = db.store.get(key, session.txn)
     if value is None:
-        raise CommandError(errors.NOT_FOUND, "Key not found")
+        raise CommandError(errors.NOT_FOUND, "Key not found")  # see NOT_FOUND_REPLY
     return encode_text_result(value)
 
 

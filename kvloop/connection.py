@@ -70,6 +70,15 @@ class Connection:
         return (self.reader.has_lines() and not session.closing
                 and session.hold_until is None and self.state is OPEN)
 
+    def settled(self) -> bool:
+        """True when it only waits for its next request: OPEN, nothing to send, nothing
+        received but not yet run, not closing or held (so it needs READ events, and only
+        those: :meth:`next_events` would say READ)."""
+        session = self.session
+        return (self.state is OPEN and not self.out and self.reader.idle()
+                and not session.closing and session.hold_until is None
+                and not self.transport.pending and not self.transport.buffered_input)
+
     def next_events(self) -> int:
         """The selector events this connection needs now, or -1 when nothing more will be
         read or answered (time to close). Writable while output is pending; readable while

@@ -57,6 +57,15 @@ class LineReader:
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the peer."""
+        if (data[-1:] == b"\n" and not self._partial and not self._discarding
+                and len(data) <= self.max_line_bytes):
+            # The common case, whole lines: none can be over the limit.
+            lines = data.split(b"\n")
+            lines.pop()
+            self._ready_bytes = ((self._ready_bytes if self._ready else 0) + len(data)
+                                 + LINE_OVERHEAD_BYTES * len(lines))
+            self._ready.extend(lines)
+            return
         if b"\n" not in data:
             self._add_partial(data)
             return
@@ -119,7 +128,15 @@ class LineReader:
 
     def unread(self, lines: list[Line]) -> None:
         """Put back lines taken but not run: they come out again first, in the same order."""
+        if not self._ready:
+            self._ready_bytes = 0
+        self._ready_bytes += sum(len(line) for line in lines if isinstance(line, bytes)) + (
+            LINE_OVERHEAD_BYTES * len(lines))
         self._ready.extendleft(reversed(lines))
+
+    def idle(self) -> bool:
+        """True when it holds nothing (no line, no partial line) and the stream goes on."""
+        return not (self._ready or self._partial or self.finished)
 
     def has_lines(self) -> bool:
         """True when complete lines are waiting to be taken."""

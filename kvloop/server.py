@@ -343,17 +343,15 @@ class Server:
         held_bytes = sum(map(len, held)) if held else 0
         budget = self._share
         replies: list[bytes] = []
-        while budget:
+        while True:
             room = OUTPUT_PAUSE_BYTES - len(out) - held_bytes
             if room <= 0 or session.closing or session.hold_until is not None:
                 break
             lines = reader.take_lines(budget)
             if not lines:
-                return
+                break
             was_pending = persistence.pending
             ran = execute_lines(session, lines, replies, room)
-            if ran < len(lines):
-                reader.unread(lines[ran:])
             budget -= ran
             if was_pending:  # a commit of this turn is not durable yet: its sync comes first
                 held += replies
@@ -365,6 +363,9 @@ class Server:
             else:
                 out += b"".join(replies)
             replies.clear()
+            if ran == len(lines):
+                break  # all it had, or its whole share
+            reader.unread(lines[ran:])  # stopped early: see why at the top
         if session.hold_until is not None:
             self._hold(conn)
         elif not budget and reader.has_lines():
@@ -447,6 +448,8 @@ class Server:
                 out = conn.out
                 if out:
                     self._send(conn)
+                if not conn.counted and conn.events == READ and conn.settled():
+                    continue  # the common case: it waits for its next request, as it did
                 counted = len(out) + conn.reader.held_bytes()
                 budget.total += counted - conn.counted
                 conn.counted = counted

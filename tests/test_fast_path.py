@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from kvloop.commands import CommandExecutor
+from kvloop.commands import NOT_FOUND_REPLY, CommandExecutor
 from kvloop.config import Settings
 from kvloop.protocol import LineReader, LineTooLarge, encode_text_result
 from kvloop.replycache import ENTRY_OVERHEAD_BYTES, MAX_REPLY_BYTES, ReplyCache, get_line
@@ -221,7 +221,10 @@ def assert_cache_is_current(db: CommandExecutor) -> None:
         assert get_line(key) == line
         assert not db.store.has_intent(key), key
         value = db.store.get(key)
-        assert value is not None and encode_text_result(value) == reply, key
+        if value is None:
+            assert reply is NOT_FOUND_REPLY, key
+        else:
+            assert encode_text_result(value) == reply, key
     assert db.replies.size_bytes <= db.replies.budget_bytes
 
 
@@ -354,9 +357,12 @@ def test_a_key_under_another_transactions_intent_is_not_cached():
     writer("ROLLBACK")
     reader("GET k")
     assert db.replies.lookup(b"GET k") == b'{"status":"Ok","result":"old"}\n'
-    writer("START", "DEL k", "COMMIT")
-    assert reader("GET k")[0].startswith(b'{"status":"Error","code":"NOT_FOUND"')
+    writer("START", "DEL k")
+    assert reader("GET k") == [b'{"status":"Ok","result":"old"}\n']
     assert len(db.replies) == 0
+    writer("COMMIT")
+    assert reader("GET k") == [NOT_FOUND_REPLY]
+    assert db.replies.lookup(b"GET k") is NOT_FOUND_REPLY
 
 
 def test_only_sessions_that_see_the_committed_value_use_the_cache():
@@ -391,7 +397,16 @@ def test_only_the_canonical_get_line_is_cached(line):
     assert len(db.replies) == 1
 
 
-@pytest.mark.parametrize("line", [b"GET missing", b"GET k\x01", b"GET k extra", b"GET \xff",
+def test_a_missing_key_is_cached_as_not_found_until_it_is_written():
+    db = CommandExecutor(Settings())
+    c = Client(db)
+    assert c("GET k", "GET k") == [NOT_FOUND_REPLY] * 2
+    assert db.replies.lookup(b"GET k") is NOT_FOUND_REPLY
+    assert db.stats.errors["NOT_FOUND"] == 2 and db.stats.commands["GET"] == 2
+    assert c("PUT k v", "GET k") == [b'{"status":"Ok"}\n', b'{"status":"Ok","result":"v"}\n']
+
+
+@pytest.mark.parametrize("line", [b"GET k\x01", b"GET k extra", b"GET \xff",
                                   b"GET " + b"k" * 2000])
 def test_errors_are_not_cached(line):
     db = CommandExecutor(Settings(max_key_bytes=1000))
