@@ -19,6 +19,7 @@ from .limits import AuthThrottle, TxnIdleDeadlines, write_cost
 from .protocol import (
     Line,
     describe_char,
+    encode_commit_result,
     encode_error,
     encode_ok,
     encode_result,
@@ -231,7 +232,8 @@ class CommandExecutor:
                     self._count_gets(hits, missing)
                     hits = missing = 0
                 reply = execute(session, line)
-                if cacheable and reply is not None and line.__class__ is bytes:
+                if (cacheable and reply is not None and line.__class__ is bytes
+                        and line.startswith(GET_PREFIX)):
                     self._remember_get(line, reply)
                 if (session.closing or session.hold_until is not None
                         or (persistence.pending and not was_pending)):
@@ -258,10 +260,8 @@ class CommandExecutor:
             self.stats.errors[errors.NOT_FOUND] += missing
 
     def _remember_get(self, line: bytes, reply: bytes) -> None:
-        """Cache the reply of the autocommit ``GET key`` line just run (a value, or NOT_FOUND),
-        if the line is the one form the cache keeps (one space, no other blank)."""
-        if not line.startswith(GET_PREFIX):
-            return
+        """Cache the reply of the autocommit ``GET ...`` line just run (a value, or
+        NOT_FOUND), if the line is the one form the cache keeps (one space, no other blank)."""
         if reply == NOT_FOUND_REPLY:
             reply = NOT_FOUND_REPLY
         elif not reply.startswith(b'{"status":"Ok"'):
@@ -296,6 +296,8 @@ class CommandExecutor:
     def check_key(self, key: str) -> str:
         """``key`` if it is a valid key, else CommandError saying what a key may be."""
         limit = self.settings.max_key_bytes
+        if len(key) * 4 <= limit and key.isprintable() and " " not in key:
+            return key  # the common case: short enough whatever its characters, and printable
         # A character is at most 4 bytes: only a long enough key needs its bytes counted.
         if len(key) * 4 > limit and text_bytes(key) > limit:
             raise CommandError(
@@ -488,7 +490,7 @@ def cmd_commit(db: CommandExecutor, session: Session, rest: str) -> bytes:
             "with no transaction open",
         )
     db.stats.committed[txn.level] += 1
-    return encode_result({"seq": seq})
+    return encode_commit_result(seq)
 
 
 def cmd_rollback(db: CommandExecutor, session: Session, rest: str) -> bytes:

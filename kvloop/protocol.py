@@ -253,6 +253,9 @@ def split_key_value(rest: str) -> tuple[str, str]:
 
     The value keeps every inner and trailing blank; it is empty if there is none.
     """
+    key, _, value = rest.partition(" ")
+    if "\t" not in key and value[:1] not in (" ", "\t"):
+        return key, value  # the common shape: one space between the key and the value
     parts = _BLANKS.split(rest, 1)
     return parts[0], (parts[1] if len(parts) > 1 else "")
 
@@ -280,6 +283,11 @@ def encode_ok() -> bytes:
 def encode_result(result: object) -> bytes:
     """The reply of a command that succeeded with a JSON-serializable result."""
     return b'{"status":"Ok","result":' + _json_text(_ENCODER.encode(result)) + b"}\n"
+
+
+def encode_commit_result(seq: int) -> bytes:
+    """The reply of a COMMIT: ``{"seq": N}`` (what :func:`encode_result` makes of it)."""
+    return b'{"status":"Ok","result":{"seq":%d}}\n' % seq
 
 
 def encode_text_result(text: str) -> bytes:

@@ -488,6 +488,10 @@ class Store:
     def _count_committed(self, key: str, before: str | None, after: str | None) -> None:
         """Keep the committed key count, data bytes and key index in step with one committed
         change."""
+        if before is not None and after is not None:  # an overwrite: only the size changes
+            self.data_bytes += ((len(after) if after.isascii() else text_bytes(after))
+                                - (len(before) if before.isascii() else text_bytes(before)))
+            return
         if before is not None:
             self.data_bytes -= text_bytes(key) + text_bytes(before)
             self._key_count -= 1
