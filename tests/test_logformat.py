@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 import zlib
@@ -12,6 +13,7 @@ from kvloop import logformat
 from kvloop.logformat import (
     HEADER_SIZE,
     LOG_MAGIC,
+    RECORD_HEADER,
     SNAPSHOT_MAGIC,
     FormatError,
     check_header,
@@ -195,3 +197,20 @@ def test_snapshot_chunks_stay_under_the_limit_or_hold_one_item(monkeypatch):
 def json_payload(payload: bytes) -> list:
     import json
     return json.loads(payload)
+
+
+def test_a_commit_record_is_the_json_array_the_json_module_writes():
+    """encode_commit builds its JSON by hand for speed: the bytes must be json.dumps's."""
+    rnd = random.Random(7)
+    alphabet = 'ab"\\\n\t\x00\x1f\x7f é€🔑\u2028\u0085/'
+    for _ in range(500):
+        writes = [("".join(rnd.choice(alphabet) for _ in range(rnd.randrange(8))),
+                   None if rnd.random() < 0.2 else
+                   "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(12))))
+                  for _ in range(rnd.randrange(4))]
+        seq = rnd.randrange(1 << 40)
+        flat = [seq] + [item for pair in writes for item in pair]
+        expected = json.dumps(flat, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        record = encode_commit(seq, writes)
+        assert record[RECORD_HEADER.size:] == expected
+        assert decode_commit(expected) == (seq, writes)
