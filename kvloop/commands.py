@@ -61,6 +61,8 @@ SCAN_PAGE_CHARS = 256 * 1024
 SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in any order, each once)"
 
 
+PUT_PREFIX = b"PUT "
+OK_REPLY = encode_ok()
 # GET's reply for a missing key: one object, so that a cached one is told apart by identity.
 NOT_FOUND_REPLY = encode_error(errors.NOT_FOUND, "Key not found")
 
@@ -210,15 +212,17 @@ class CommandExecutor:
         waiting for the log's sync when none was waiting before (its reply is then the last
         in ``replies``), or once the replies it added reach ``room`` bytes.
 
-        A plain ``GET key`` whose reply is cached costs one lookup: the cache holds only
-        autocommit reads of keys no transaction holds, so it serves only a session that is
-        authenticated and has no transaction open (nor a timed-out one to hear about).
+        A plain ``GET key`` costs one lookup when its reply is cached, and is read and cached
+        without the general dispatch when it is not. The cache holds only autocommit reads
+        of keys no transaction holds, so it serves only a session that is authenticated and
+        has no transaction open (nor a timed-out one to hear about).
         """
         lookup = self.replies.lookup
         execute = self.execute
         persistence = self.persistence
         was_pending = persistence.pending
-        cacheable = session.txn is None and session.authenticated and session.txn_expired is None
+        plain = session.authenticated and session.txn_expired is None
+        cacheable = plain and session.txn is None
         hits = missing = size = ran = 0
         for line in lines:
             ran += 1
@@ -228,22 +232,25 @@ class CommandExecutor:
                 if reply is NOT_FOUND_REPLY:
                     missing += 1
             else:
-                if hits:  # counted before any other command runs (STATS may be next)
-                    self._count_gets(hits, missing)
-                    hits = missing = 0
-                reply = execute(session, line)
-                if (cacheable and reply is not None and line.__class__ is bytes
-                        and line.startswith(GET_PREFIX)):
-                    self._remember_get(line, reply)
-                if (session.closing or session.hold_until is not None
-                        or (persistence.pending and not was_pending)):
-                    if reply is not None:
-                        replies.append(reply)
-                    break
+                if plain and line.__class__ is bytes:
+                    reply = self._run_plain(session, line, cacheable)
                 if reply is None:
-                    continue
-                cacheable = (session.txn is None and session.authenticated
-                             and session.txn_expired is None)
+                    if hits:  # counted before any other command runs (STATS may be next)
+                        self._count_gets(hits, missing)
+                        hits = missing = 0
+                    reply = execute(session, line)
+                    if (session.closing or session.hold_until is not None
+                            or (persistence.pending and not was_pending)):
+                        if reply is not None:
+                            replies.append(reply)
+                        break
+                    if reply is None:
+                        continue
+                    plain = session.authenticated and session.txn_expired is None
+                    cacheable = plain and session.txn is None
+                elif persistence.pending and not was_pending:
+                    replies.append(reply)
+                    break
             replies.append(reply)
             size += len(reply)
             if size >= room:
@@ -252,6 +259,15 @@ class CommandExecutor:
             self._count_gets(hits, missing)
         return ran
 
+    def _run_plain(self, session: Session, line: bytes, cacheable: bool) -> bytes | None:
+        """A plain GET or PUT line run without the general dispatch (GET only for a session
+        the cache may serve); ``None`` when the line needs the general path."""
+        if line.startswith(GET_PREFIX):
+            return self._read_committed(line) if cacheable else None
+        if line.startswith(PUT_PREFIX):
+            return self._put_plain(session, line)
+        return None
+
     def _count_gets(self, count: int, missing: int) -> None:
         """STATS for ``count`` GETs answered from the cache, ``missing`` of them NOT_FOUND."""
         commands = self.stats.commands
@@ -259,19 +275,47 @@ class CommandExecutor:
         if missing:
             self.stats.errors[errors.NOT_FOUND] += missing
 
-    def _remember_get(self, line: bytes, reply: bytes) -> None:
-        """Cache the reply of the autocommit ``GET ...`` line just run (a value, or
-        NOT_FOUND), if the line is the one form the cache keeps (one space, no other blank)."""
-        if reply == NOT_FOUND_REPLY:
-            reply = NOT_FOUND_REPLY
-        elif not reply.startswith(b'{"status":"Ok"'):
-            return
+    def _read_committed(self, line: bytes) -> bytes | None:
+        """The reply to the line ``GET key`` (one space, a valid key) as an autocommit read
+        of a key no transaction holds: the committed value, or NOT_FOUND; cached. ``None``
+        when the line needs the general path (any other key: its error, or the before-image
+        of a key under a write intent, come from there)."""
         try:
             key = line[4:].decode("utf-8")
         except UnicodeDecodeError:
-            return
-        if find_bad_key_char(key) is None and not self.store.has_intent(key):
-            self.replies.add(line, reply)
+            return None
+        if (not key or len(key) * 4 > self.settings.max_key_bytes or not key.isprintable()
+                or " " in key or self.store.has_intent(key)):
+            return None
+        value = self.store.get(key)
+        reply = NOT_FOUND_REPLY if value is None else encode_text_result(value)
+        self.replies.add(line, reply)
+        self._count_gets(1, value is None)
+        return reply
+
+    def _put_plain(self, session: Session, line: bytes) -> bytes | None:
+        """Run the line ``PUT key value`` (one space after each word, a valid key, no ``\r``
+        at the end) without the general dispatch, in the session's transaction if it has
+        one; ``None`` when it needs the general path: any other shape, or a write that fails
+        (it changed nothing, and the general path makes the same error reply and counts it)."""
+        try:
+            rest = line[4:].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        key, _, value = rest.partition(" ")
+        if (not key or not value or value[0] in " \t" or rest[-1] == "\r"
+                or rest[-8:-3] == "HTTP/" or len(key) * 4 > self.settings.max_key_bytes
+                or not key.isprintable() or " " in key):
+            return None
+        try:
+            self.write(session, key, value)
+        except Exception:
+            return None
+        commands = self.stats.commands
+        commands["PUT"] = commands.get("PUT", 0) + 1
+        if session.txn is not None and self.settings.txn_timeout > 0:
+            self._idle_txns.touch(session, self.clock())
+        return OK_REPLY
 
     def _refuse_http(self, session: Session) -> None:
         """Close a connection that sent an HTTP request: a web page may be trying to reach the
