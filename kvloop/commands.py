@@ -233,7 +233,10 @@ class CommandExecutor:
                     missing += 1
             else:
                 if plain and line.__class__ is bytes:
-                    reply = self._run_plain(session, line, cacheable)
+                    try:
+                        reply = self._run_plain(session, line, cacheable)
+                    except Exception:  # a bug: the general path answers INTERNAL and logs it
+                        reply = None
                 if reply is None:
                     if hits:  # counted before any other command runs (STATS may be next)
                         self._count_gets(hits, missing)
@@ -309,7 +312,7 @@ class CommandExecutor:
             return None
         try:
             self.write(session, key, value)
-        except Exception:
+        except CommandError:
             return None
         commands = self.stats.commands
         commands["PUT"] = commands.get("PUT", 0) + 1

@@ -1,7 +1,8 @@
 """A kvloop server with faults injected for tests/test_faults.py; run like ``server.py``.
 
-It wraps the PUT, GET and DEL handlers in the command table so that a command on the key
-``boom`` raises RuntimeError before doing anything, as a bug in a handler would; and it makes
+It wraps the PUT, GET and DEL handlers in the command table, and the store's get, put and
+delete, so that a command on the key ``boom`` raises RuntimeError before doing anything, as
+a bug in a handler or in the store would; and it makes
 the line framing raise for bytes holding ``CRASH-CONNECTION``, as a bug in the network layer
 would; and it makes closing the session of a client that sent ``PING FAIL-ON-CLOSE`` raise,
 as a bug in the rollback on disconnect would. The production code has no debug hooks: the
@@ -15,6 +16,7 @@ import sys
 from kvloop import commands, protocol
 from kvloop.server import main
 from kvloop.session import Session
+from kvloop.store import Store
 
 FAULT_KEY = "boom"
 FRAMING_FAULT = b"CRASH-CONNECTION"
@@ -34,10 +36,25 @@ def _faulty(verb: str, handler: commands.Handler) -> commands.Handler:
     return run
 
 
+def _faulty_store(verb: str, method):
+    """``method`` of the Store, except that it raises RuntimeError for FAULT_KEY."""
+
+    def run(store: Store, key: str, *args, **kwargs):
+        if key == FAULT_KEY:
+            raise RuntimeError(f"injected fault in {verb}")
+        return method(store, key, *args, **kwargs)
+
+    return run
+
+
 def install_faults() -> None:
-    """Replace the faulty verbs' handlers in kvloop's command table, and the line framing."""
+    """Replace the faulty verbs' handlers in kvloop's command table and the store's reads
+    and writes (the plain GET and PUT lines reach the store without the handlers), and the
+    line framing."""
     for verb in FAULTY_VERBS:
         commands.COMMANDS[verb] = _faulty(verb, commands.COMMANDS[verb])
+    for verb, name in (("GET", "get"), ("PUT", "put"), ("DEL", "delete")):
+        setattr(Store, name, _faulty_store(verb, getattr(Store, name)))
     feed = protocol.LineReader.feed
 
     def faulty_feed(reader: protocol.LineReader, data: bytes) -> None:
