@@ -117,6 +117,18 @@ class LineReader:
         """The next complete line (or :class:`LineTooLarge`), or ``None`` if none is ready."""
         return self._ready.popleft() if self._ready else None
 
+    def take_whole(self, data: bytes) -> list[bytes] | None:
+        """``data``'s lines, handed out at once without being kept, when nothing is buffered
+        and ``data`` is whole lines none of which can be over the limit (the common case: a
+        request, or a pipelined batch, that came in one read); else ``None``: :meth:`feed`
+        it. Lines not run must be given back with :meth:`unread`."""
+        if (data[-1:] != b"\n" or self._partial or self._ready or self._discarding
+                or len(data) > self.max_line_bytes):
+            return None
+        lines = data.split(b"\n")
+        lines.pop()
+        return lines
+
     def take_lines(self, most: int) -> list[Line]:
         """Up to ``most`` of the complete lines ready, in order (an empty list if none is)."""
         ready = self._ready

@@ -73,7 +73,7 @@ class ReplyCache:
         if key is None:
             self.clear()
             return
-        line = get_line(key)
+        line = GET_PREFIX + key.encode("utf-8", "surrogatepass")  # get_line(key), inlined
         reply = replies.pop(line, None)
         if reply is not None:
             self.size_bytes -= len(line) + len(reply) + ENTRY_OVERHEAD_BYTES

@@ -59,7 +59,7 @@ OUTPUT_RESUME_BYTES = 64 * 1024
 # least TURN_MIN_SHARE); a connection's lines past its share wait for the next turn. So a turn,
 # and with it the wait of a client that just sent a command, stays around a thousand commands
 # long however many clients pipeline, while one client alone still runs 1024 lines a turn.
-TURN_LINES = 512
+TURN_LINES = 1024
 TURN_MIN_SHARE = 4
 # TLS clients over --max-clients that may be mid-handshake at once to be told so (past it they
 # are closed without a word): each costs a descriptor until its handshake or its time limit.
@@ -328,15 +328,19 @@ class Server:
             conn.reader.finish()
             conn.session.closing = True
             return
+        lines = None
         if data:
-            conn.reader.feed(data)
+            lines = conn.reader.take_whole(data)
+            if lines is None:
+                conn.reader.feed(data)
         else:
             conn.reader.finish()
-        self._run_lines(conn)
+        self._run_lines(conn, lines)
 
-    def _run_lines(self, conn: Connection) -> None:
-        """Run the connection's complete lines in order: at most its share of this turn, and
-        only until its output passes the pause mark or a line holds it (AUTH delay)."""
+    def _run_lines(self, conn: Connection, lines: list[bytes] | None = None) -> None:
+        """Run the connection's complete lines in order (``lines`` first, if given: they came
+        whole from one read): at most its share of this turn, and only until its output
+        passes the pause mark or a line holds it (AUTH delay)."""
         execute_lines = self.executor.execute_lines
         persistence = self.persistence
         session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
@@ -346,10 +350,16 @@ class Server:
         while True:
             room = OUTPUT_PAUSE_BYTES - len(out) - held_bytes
             if room <= 0 or session.closing or session.hold_until is not None:
+                if lines:
+                    reader.unread(lines)
                 break
-            lines = reader.take_lines(budget)
-            if not lines:
-                break
+            if lines is None:
+                lines = reader.take_lines(budget)
+                if not lines:
+                    break
+            elif len(lines) > budget:
+                reader.unread(lines[budget:])
+                del lines[budget:]
             was_pending = persistence.pending
             ran = execute_lines(session, lines, replies, room)
             budget -= ran
@@ -366,6 +376,7 @@ class Server:
             if ran == len(lines):
                 break  # all it had, or its whole share
             reader.unread(lines[ran:])  # stopped early: see why at the top
+            lines = None
         if session.hold_until is not None:
             self._hold(conn)
         elif not budget and reader.has_lines():

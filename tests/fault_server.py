@@ -55,14 +55,20 @@ def install_faults() -> None:
         commands.COMMANDS[verb] = _faulty(verb, commands.COMMANDS[verb])
     for verb, name in (("GET", "get"), ("PUT", "put"), ("DEL", "delete")):
         setattr(Store, name, _faulty_store(verb, getattr(Store, name)))
-    feed = protocol.LineReader.feed
+    feed, take_whole = protocol.LineReader.feed, protocol.LineReader.take_whole
 
     def faulty_feed(reader: protocol.LineReader, data: bytes) -> None:
         if FRAMING_FAULT in data:
             raise RuntimeError("injected fault in the line framing")
         feed(reader, data)
 
+    def faulty_take_whole(reader: protocol.LineReader, data: bytes) -> list[bytes] | None:
+        if FRAMING_FAULT in data:
+            raise RuntimeError("injected fault in the line framing")
+        return take_whole(reader, data)
+
     protocol.LineReader.feed = faulty_feed
+    protocol.LineReader.take_whole = faulty_take_whole
 
     marked: set[int] = set()  # sessions whose closing must fail
     ping = commands.COMMANDS["PING"]

@@ -222,6 +222,43 @@ class TestLineReader:
         assert feed_all(chunks, limit=limit, finish=finished) == reference_lines(
             stream, limit, finished)
 
+    @pytest.mark.parametrize("seed", range(20))
+    def test_fuzz_taking_whole_reads_and_giving_some_back_keeps_the_stream(self, seed):
+        """What the loop does: lines handed out by take_whole (or else feed), some run and the
+        rest given back with unread, then taken again in order: the same lines as feeding
+        everything, and the held bytes stay an upper bound of what is held."""
+        rng = random.Random(seed)
+        limit = rng.choice([5, 16, 64, 300])
+        alphabet = b"\n\n\r ab\t\xff" + bytes(range(32, 127))
+        stream = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 3000)))
+        reader, got, pos = LineReader(limit), [], 0
+        while pos < len(stream):
+            size = rng.choice([1, 3, 7, 50, 400, 5000])
+            chunk, pos = stream[pos:pos + size], pos + size
+            lines = reader.take_whole(chunk)
+            if lines is None:
+                reader.feed(chunk)
+                lines = reader.take_lines(rng.randrange(1, 20))
+            run = rng.randrange(0, len(lines) + 1)
+            got += [b"TOO_LARGE" if isinstance(line, LineTooLarge) else line
+                    for line in lines[:run]]
+            if run < len(lines):
+                reader.unread(lines[run:])
+            assert reader.held_bytes() >= reader.buffered_bytes()
+            if rng.random() < 0.5:
+                got += [b"TOO_LARGE" if line == "TOO_LARGE" else line for line in drain(reader)]
+        got += [b"TOO_LARGE" if line == "TOO_LARGE" else line for line in drain(reader)]
+        assert got == [b"TOO_LARGE" if line == "TOO_LARGE" else line
+                       for line in reference_lines(stream, limit, False)]
+
+    def test_take_whole_only_when_nothing_is_buffered_and_lines_are_whole(self):
+        reader = LineReader(100)
+        assert reader.take_whole(b"GET a\nGET b\n") == [b"GET a", b"GET b"]
+        assert reader.take_whole(b"GET a\nGET") is None  # a partial line: feed it
+        reader.feed(b"GET")
+        assert reader.take_whole(b" c\n") is None  # a partial line waits in the reader
+        assert LineReader(100).take_whole(b"x" * 100 + b"\n") is None  # could be over the limit
+
 
 # -- parse_line, split_words, split_key_value -----------------------------------------------
 
