@@ -17,6 +17,10 @@ second, each pinned with ``taskset``. Rows:
 - ``conns``: ``--held`` idle connections held open, and a lone client's p50 latency then,
   against the same client's latency without them.
 
+With ``--floor``, the rows ``p1``, ``p16`` and ``latency`` also measure
+``benchmarks/floor_server.py``: the least a Python ``selectors`` server does per request
+(no feature at all), as the floor a Python server can reach on this machine.
+
     python benchmarks/compare_redis.py                      # every row, 3 runs of 3 s
     python benchmarks/compare_redis.py --rows p1,p16 --runs 5 --seconds 5
 
@@ -54,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The rows the floor server (--floor) can take part in: it knows only PUT and GET.
+FLOOR_ROWS = ("p1", "p16", "latency")
 GENERATOR = ROOT / "benchmarks" / "loadgen.c"
 SHARED_GENERATOR = ROOT.parent / "shared" / "tools" / "loadgen" / "loadgen.c"
 ROWS = ("p1", "p16", "latency", "txn", "durable", "memory", "conns")
@@ -210,6 +216,18 @@ def start_redis(cpu: int | None, redis: str, durable_dir: Path | None = None) ->
     raise RuntimeError("redis-server did not start")
 
 
+def start_floor(cpu: int | None) -> Server:
+    """``benchmarks/floor_server.py`` on a free port, pinned to ``cpu``."""
+    proc = subprocess.Popen(
+        pinned(cpu, [sys.executable, str(ROOT / "benchmarks" / "floor_server.py"), "--port",
+                     "0"]), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    match = re.search(r"listening on \S+:(\d+)", proc.stdout.readline())
+    if match is None:
+        proc.kill()
+        raise RuntimeError("the floor server did not start")
+    return Server("floor", int(match.group(1)), proc)
+
+
 def server_pid(server: Server) -> int:
     """The server's own PID (taskset execs it, so Popen's PID is the server's)."""
     return server.proc.pid
@@ -270,6 +288,8 @@ def throughput_rows(generator: Generator, cpus: tuple[int | None, int | None],
         for run in range(runs):
             order = servers if run % 2 == 0 else servers[::-1]
             for server in order:
+                if server.name == "floor" and name not in FLOOR_ROWS:
+                    continue
                 result = generate(generator, cpus[1], server, [*args, "--warmup", "0.5"], seconds)
                 row.add(server.name, result)
                 print(f"  {name:8s} run {run + 1}  {server.name:6s}  "
@@ -408,6 +428,15 @@ def report(rows: list[Row], args: argparse.Namespace, cpus: tuple[int | None, in
             cpu = f"{kv_cpu:.2f} / {rd_cpu:.2f} us ({kv_cpu / rd_cpu:.2f}x)"
         lines.append(f"| {row.label} | {_fmt(kv, row.unit)} | {_fmt(rd, row.unit)} | "
                      f"{ratio:.2f}x | {cpu} |")
+        if "floor" in row.runs:
+            floor = row.median("floor")
+            cpu = ""
+            if row.figure == "ops_per_sec":
+                fl_cpu, rd_cpu = _cpu_per_op(row, "floor"), _cpu_per_op(row, "redis")
+                cpu = f"{fl_cpu:.2f} / {rd_cpu:.2f} us ({fl_cpu / rd_cpu:.2f}x)"
+            lines.append(f"| (the floor: a featureless Python server, against redis) | "
+                         f"{_fmt(floor, row.unit)} | {_fmt(rd, row.unit)} | "
+                         f"{floor / rd if rd else float('nan'):.2f}x | {cpu} |")
         if row.figure == "bytes_per_key":
             kv_rss, rd_rss = row.median("kvloop", "rss_per_key"), row.median("redis",
                                                                              "rss_per_key")
@@ -473,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(../shared/tools/loadgen/loadgen.c), or the path of a C source")
     p.add_argument("--redis-server", default=shutil.which("redis-server"),
                    help="the redis-server program (default: from PATH)")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure benchmarks/floor_server.py (a featureless Python "
+                        "server) in the p1, p16 and latency rows")
     args = p.parse_args(argv)
     wanted = [row.strip() for row in args.rows.split(",") if row.strip()]
     unknown = set(wanted) - set(ROWS)
@@ -509,13 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         if set(wanted) & {"p1", "p16", "latency", "txn", "conns"}:
             servers = [start_kvloop(cpus[0], workdir), start_redis(cpus[0], args.redis_server)]
+            if args.floor and set(wanted) & set(FLOOR_ROWS):
+                servers.append(start_floor(cpus[0]))
             try:
-                for server in servers:  # the same 10,000 keys in both
+                for server in servers:  # the same 10,000 keys in each
                     generate(generator, cpus[1], server, ["-c", "1", "--prefill", "--get-pct",
                                                        "100"], 0.05)
                 rows += throughput_rows(generator, cpus, servers, wanted, args.runs, args.seconds)
                 if "conns" in wanted:
-                    rows.append(conns_row(generator, cpus, servers, args.held, args.runs,
+                    rows.append(conns_row(generator, cpus, servers[:2], args.held, args.runs,
                                           min(args.seconds, 2.0)))
             finally:
                 for server in servers:

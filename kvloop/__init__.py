@@ -4,7 +4,9 @@ Map of the package (data flows one way: socket -> protocol -> commands -> store 
 
     errors.py       the protocol's error codes and CommandError, which carries one to a reply
     protocol.py     bytes -> request lines (framing, limits) -> (VERB, rest); replies -> bytes
-    commands.py     one function per command and the dispatch table (CommandExecutor)
+    commands.py     one function per command and the dispatch table (CommandExecutor), and
+                    the batch path for a read's lines with its plain GET/PUT fast paths
+    replycache.py   GET replies made once per value (ReplyCache), dropped when it changes
     session.py      one client's state between commands: open transaction, AUTH, QUIT
     transaction.py  one open transaction: isolation level, snapshot, undo log, read set, ranges
     store.py        the data: values, write intents, commit sequence, older versions for
