@@ -162,9 +162,10 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_kvloop(cpu: int | None, workdir: Path, durable: bool = False) -> Server:
+def start_kvloop(cpu: int | None, workdir: Path, durable: bool = False,
+                 options: tuple[str, ...] = ()) -> Server:
     """``python server.py --in-memory`` on a free port, pinned to ``cpu``; with ``durable``,
-    persistent in ``workdir/data`` with ``--fsync always`` instead."""
+    persistent in ``workdir/data`` with ``--fsync always`` instead; ``options`` added."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "kvloop.log"
     extra = []
@@ -176,7 +177,7 @@ def start_kvloop(cpu: int | None, workdir: Path, durable: bool = False) -> Serve
         proc = subprocess.Popen(
             pinned(cpu, [sys.executable, str(ROOT / "server.py"), "--port", "0",
                          *(["--fsync", "always"] if durable else ["--in-memory"]),
-                         "--data-dir", str(workdir / "data"), *extra]),
+                         "--data-dir", str(workdir / "data"), *extra, *options]),
             stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir))
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -302,10 +303,15 @@ def throughput_rows(generator: Generator, cpus: tuple[int | None, int | None],
 
 
 def durable_row(generator: Generator, cpus: tuple[int | None, int | None], redis: str,
-                runs: int, seconds: float, workdir: Path) -> Row:
+                runs: int, seconds: float, workdir: Path,
+                kvloop_options: tuple[str, ...] = ()) -> Row:
     """PUT-only throughput with every write fsynced before its reply, both servers fresh."""
-    row = Row("50 conns, PUT only, fsync always (both)", "ops/s")
-    servers = [start_kvloop(cpus[0], workdir / "durable-kvloop", durable=True),
+    label = "50 conns, PUT only, fsync always (both)"
+    if kvloop_options:
+        label += f" (kvloop {' '.join(kvloop_options)})"
+    row = Row(label, "ops/s")
+    servers = [start_kvloop(cpus[0], workdir / "durable-kvloop", durable=True,
+                            options=kvloop_options),
                start_redis(cpus[0], redis, durable_dir=workdir / "durable-redis")]
     try:
         for run in range(runs):
@@ -502,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(../shared/tools/loadgen/loadgen.c), or the path of a C source")
     p.add_argument("--redis-server", default=shutil.which("redis-server"),
                    help="the redis-server program (default: from PATH)")
+    p.add_argument("--durable-kvloop-options", default="", metavar="OPTIONS",
+                   help="more server options for kvloop in the durable row, e.g. "
+                        "'--compact-min-bytes 67108864' (compaction as rare as redis's "
+                        "64 MB auto-aof-rewrite-min-size)")
     p.add_argument("--floor", action="store_true",
                    help="also measure benchmarks/floor_server.py (a featureless Python "
                         "server) in the p1, p16 and latency rows")
@@ -556,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
         if "durable" in wanted:
             rows.append(durable_row(generator, cpus, args.redis_server, args.runs,
-                                    args.seconds, workdir))
+                                    args.seconds, workdir,
+                                    tuple(args.durable_kvloop_options.split())))
         if "memory" in wanted:
             rows.append(memory_row(generator, cpus, args.redis_server, args.memory_keys, workdir))
     print()
