@@ -550,7 +550,7 @@ def cmd_rollback(db: CommandExecutor, session: Session, rest: str) -> bytes:
 
 def cmd_ping(db: CommandExecutor, session: Session, rest: str) -> bytes:
     """PING [text]: "PONG", or the text back."""
-    return encode_result(rest or "PONG")
+    return encode_text_result(rest or "PONG")
 
 
 def cmd_auth(db: CommandExecutor, session: Session, rest: str) -> bytes:

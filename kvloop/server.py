@@ -57,10 +57,14 @@ OUTPUT_PAUSE_BYTES = 256 * 1024
 OUTPUT_RESUME_BYTES = 64 * 1024
 # Lines run per loop turn, shared out between the connections busy in that turn (each gets at
 # least TURN_MIN_SHARE); a connection's lines past its share wait for the next turn. So a turn,
-# and with it the wait of a client that just sent a command, stays around a thousand commands
-# long however many clients pipeline, while one client alone still runs 1024 lines a turn.
-TURN_LINES = 1024
+# and with it the wait of a client that just sent a command, stays around TURN_LINES commands
+# long however many clients pipeline without reading, while one client alone runs them all.
+TURN_LINES = 512
 TURN_MIN_SHARE = 4
+# A read of at most this many whole lines runs whole, even past the connection's share: a
+# client's pipelined batch is answered in one turn and one send (split over two turns, each
+# half costs a whole event's bookkeeping), while a long backlog is still cut into shares.
+TURN_WHOLE_READ_LINES = 16
 # TLS clients over --max-clients that may be mid-handshake at once to be told so (past it they
 # are closed without a word): each costs a descriptor until its handshake or its time limit.
 TLS_REFUSALS_MAX = 64
@@ -346,6 +350,8 @@ class Server:
         session, reader, out, held = conn.session, conn.reader, conn.out, conn.held
         held_bytes = sum(map(len, held)) if held else 0
         budget = self._share
+        if lines is not None and budget < len(lines) <= TURN_WHOLE_READ_LINES:
+            budget = len(lines)
         replies: list[bytes] = []
         while True:
             room = OUTPUT_PAUSE_BYTES - len(out) - held_bytes
