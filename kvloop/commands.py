@@ -215,7 +215,9 @@ class CommandExecutor:
         A plain ``GET key`` costs one lookup when its reply is cached, and is read and cached
         without the general dispatch when it is not. The cache holds only autocommit reads
         of keys no transaction holds, so it serves only a session that is authenticated and
-        has no transaction open (nor a timed-out one to hear about).
+        has no transaction open (nor a timed-out one to hear about). A plain ``PUT key
+        value`` goes straight to :meth:`write`. Any other line, and any plain line that
+        fails, takes the general path (:meth:`execute`), which makes its reply.
         """
         lookup = self.replies.lookup
         execute = self.execute
@@ -293,7 +295,7 @@ class CommandExecutor:
         value = self.store.get(key)
         reply = NOT_FOUND_REPLY if value is None else encode_text_result(value)
         self.replies.add(line, reply)
-        self._count_gets(1, value is None)
+        self._count_gets(1, int(value is None))
         return reply
 
     def _put_plain(self, session: Session, line: bytes) -> bytes | None:
