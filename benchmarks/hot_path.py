@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kvloop.commands import CommandExecutor
 from kvloop.config import Settings
+from kvloop.session import Session
 
 KEYS = 10_000
 VALUE = b"v" * 100
@@ -52,7 +53,7 @@ def workloads(count: int, seed: int) -> dict[str, list[bytes]]:
     }
 
 
-def prefilled() -> tuple[CommandExecutor, object]:
+def prefilled() -> tuple[CommandExecutor, Session]:
     """An executor holding KEYS keys, and a session on it."""
     executor = CommandExecutor(Settings())
     session = executor.open_session("bench")

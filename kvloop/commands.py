@@ -17,6 +17,7 @@ from .config import Settings
 from .errors import CommandError
 from .limits import AuthThrottle, TxnIdleDeadlines, write_cost
 from .protocol import (
+    OK,
     Line,
     describe_char,
     encode_commit_result,
@@ -25,6 +26,7 @@ from .protocol import (
     encode_result,
     encode_text_result,
     find_bad_key_char,
+    is_plain_key,
     looks_like_http,
     parse_line,
     split_key_value,
@@ -62,9 +64,9 @@ SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in an
 
 
 PUT_PREFIX = b"PUT "
-OK_REPLY = encode_ok()
+KEY_NOT_FOUND = "Key not found"
 # GET's reply for a missing key: one object, so that a cached one is told apart by identity.
-NOT_FOUND_REPLY = encode_error(errors.NOT_FOUND, "Key not found")
+NOT_FOUND_REPLY = encode_error(errors.NOT_FOUND, KEY_NOT_FOUND)
 
 
 def _quote(text: str) -> str:
@@ -289,8 +291,7 @@ class CommandExecutor:
             key = line[4:].decode("utf-8")
         except UnicodeDecodeError:
             return None
-        if (not key or len(key) * 4 > self.settings.max_key_bytes or not key.isprintable()
-                or " " in key or self.store.has_intent(key)):
+        if not is_plain_key(key, self.settings.max_key_bytes) or self.store.has_intent(key):
             return None
         value = self.store.get(key)
         reply = NOT_FOUND_REPLY if value is None else encode_text_result(value)
@@ -308,9 +309,8 @@ class CommandExecutor:
         except UnicodeDecodeError:
             return None
         key, _, value = rest.partition(" ")
-        if (not key or not value or value[0] in " \t" or rest[-1] == "\r"
-                or rest[-8:-3] == "HTTP/" or len(key) * 4 > self.settings.max_key_bytes
-                or not key.isprintable() or " " in key):
+        if (not value or value[0] in " \t" or rest[-1] == "\r" or rest[-8:-3] == "HTTP/"
+                or not is_plain_key(key, self.settings.max_key_bytes)):
             return None
         try:
             self.write(session, key, value)
@@ -320,7 +320,7 @@ class CommandExecutor:
         commands["PUT"] = commands.get("PUT", 0) + 1
         if session.txn is not None and self.settings.txn_timeout > 0:
             self._idle_txns.touch(session, self.clock())
-        return OK_REPLY
+        return OK
 
     def _refuse_http(self, session: Session) -> None:
         """Close a connection that sent an HTTP request: a web page may be trying to reach the
@@ -345,8 +345,8 @@ class CommandExecutor:
     def check_key(self, key: str) -> str:
         """``key`` if it is a valid key, else CommandError saying what a key may be."""
         limit = self.settings.max_key_bytes
-        if len(key) * 4 <= limit and key.isprintable() and " " not in key:
-            return key  # the common case: short enough whatever its characters, and printable
+        if is_plain_key(key, limit):
+            return key  # the common case
         # A character is at most 4 bytes: only a long enough key needs its bytes counted.
         if len(key) * 4 > limit and text_bytes(key) > limit:
             raise CommandError(
@@ -479,7 +479,7 @@ def cmd_get(db: CommandExecutor, session: Session, rest: str) -> bytes:
     key = _one_key(db, rest, "GET key")
     value = db.store.get(key, session.txn)
     if value is None:
-        raise CommandError(errors.NOT_FOUND, "Key not found")  # see NOT_FOUND_REPLY
+        raise CommandError(errors.NOT_FOUND, KEY_NOT_FOUND)
     return encode_text_result(value)
 
 

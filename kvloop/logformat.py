@@ -49,7 +49,6 @@ SNAPSHOT_CHUNK_CHARS = 1 << 20
 Write = tuple[str, Optional[str]]
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_encode_string = encode_basestring  # the string encoder _encode_json uses (C)
 _decode_json = json.loads
 
 
@@ -85,8 +84,8 @@ def encode_commit(seq: int, writes: Iterable[Write]) -> bytes:
     # per-call setup (most commits are one or two writes: the setup was most of the cost).
     parts = [str(seq)]
     for key, value in writes:
-        parts.append(_encode_string(key))
-        parts.append("null" if value is None else _encode_string(value))
+        parts.append(encode_basestring(key))  # the C string encoder _encode_json uses
+        parts.append("null" if value is None else encode_basestring(value))
     return frame(f"[{','.join(parts)}]".encode())
 
 

@@ -57,15 +57,6 @@ class LineReader:
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the peer."""
-        if (data[-1:] == b"\n" and not self._partial and not self._discarding
-                and len(data) <= self.max_line_bytes):
-            # The common case, whole lines: none can be over the limit.
-            lines = data.split(b"\n")
-            lines.pop()
-            self._ready_bytes = ((self._ready_bytes if self._ready else 0) + len(data)
-                                 + LINE_OVERHEAD_BYTES * len(lines))
-            self._ready.extend(lines)
-            return
         if b"\n" not in data:
             self._add_partial(data)
             return
@@ -189,6 +180,14 @@ def find_bad_key_char(key: str) -> int | None:
         if char == " " or not char.isprintable():
             return position
     return None  # unreachable: isprintable() was false for some character
+
+
+def is_plain_key(key: str, max_key_bytes: int) -> bool:
+    """True if ``key`` is valid by the cheap test: not empty, within the limit whatever its
+    characters (4 UTF-8 bytes each at most), printable and without a space. A key that fails
+    it may still be valid (a long key whose bytes fit): :func:`find_bad_key_char` and its
+    byte count decide."""
+    return 0 < len(key) <= max_key_bytes // 4 and key.isprintable() and " " not in key
 
 
 def describe_char(char: str) -> str:

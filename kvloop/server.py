@@ -293,8 +293,8 @@ class Server:
             # Most clients send their first command at once: read it now rather than a whole
             # loop turn later (when nothing came yet this costs one failed recv).
             self._on_event(conn, READ)
-        return conn
         log.debug("client %s connected (session %d)", peer, session.session_id)
+        return conn
 
     # -- events --------------------------------------------------------------------------
 

@@ -315,12 +315,10 @@ class Store:
             candidates = self._keys.iter_from(prefix, True, prefix_end(prefix))
         if txn is not None and txn.undo:
             candidates = heapq.merge(candidates, self._own_creations(txn, prefix, after))
-        if txn is not None and txn.uses_snapshot:
-            keys, found = self._scan_snapshot(candidates, limit + 1, txn)
-        elif (txn is None or not txn.undo) and not self._ghosts:
+        if (txn is None or not (txn.undo or txn.uses_snapshot)) and not self._ghosts:
             keys, found = self._scan_committed(candidates, limit + 1)
         else:
-            keys, found = self._scan_own_view(candidates, limit + 1, txn)
+            keys, found = self._scan_visible(candidates, limit + 1, txn)
         more = len(keys) > limit
         if max_chars is not None:
             sizes = accumulate(map(len, keys))
@@ -351,11 +349,14 @@ class Store:
                     found[at] = owner.undo[key]
         return keys, found
 
-    def _scan_own_view(self, candidates: Iterator[str], count: int,
-                       txn: Transaction | None) -> tuple[list[str], list[str]]:
-        """Like :meth:`_scan_committed` for a transaction that has written (its own values,
-        its own deletions skipped), or while the index holds ghosts (skipped)."""
-        owners, committed = self._owners, self._values
+    def _scan_visible(self, candidates: Iterator[str], count: int,
+                      txn: Transaction | None) -> tuple[list[str], list[str]]:
+        """Like :meth:`_scan_committed`, key by key: for a transaction that has written (its
+        own values, its own deletions skipped), one that reads at a snapshot (each key as of
+        the snapshot: keys created after it skipped, ghosts deleted after it found), or while
+        the index holds ghosts (skipped)."""
+        snapshot = self._snapshot_of(txn) if txn is not None and txn.uses_snapshot else None
+        owners, committed, value_at = self._owners, self._values, self._versions.value_at
         keys: list[str] = []
         found: list[str] = []
         previous = None
@@ -364,36 +365,12 @@ class Store:
                 continue  # a ghost that txn created again comes from both sources
             previous = key
             owner = owners.get(key)
+            # Another transaction's write intent: its before-image.
             value = committed.get(key) if owner is None or owner is txn else owner.undo[key]
+            if snapshot is not None and owner is not txn:  # not txn's own write
+                value = value_at(key, value, snapshot)
             if value is None:
-                continue  # deleted by txn itself
-            keys.append(key)
-            found.append(value)
-            if len(keys) == count:
-                break
-        return keys, found
-
-    def _scan_snapshot(self, candidates: Iterator[str], count: int,
-                       txn: Transaction) -> tuple[list[str], list[str]]:
-        """Like :meth:`_scan_own_view`, for a transaction that reads at a snapshot: each key
-        as of the snapshot (keys created after it skipped, ghosts deleted after it found)."""
-        snapshot = self._snapshot_of(txn)
-        owners, committed, value_at = self._owners, self._values, self._versions.value_at
-        keys: list[str] = []
-        found: list[str] = []
-        previous = None
-        for key in candidates:
-            if key == previous:
-                continue
-            previous = key
-            owner = owners.get(key)
-            if owner is txn:
-                value = committed.get(key)
-            else:
-                current = committed.get(key) if owner is None else owner.undo[key]
-                value = value_at(key, current, snapshot)
-            if value is None:
-                continue
+                continue  # deleted (by txn itself, or as of the snapshot), or a ghost
             keys.append(key)
             found.append(value)
             if len(keys) == count:
