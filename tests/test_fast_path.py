@@ -148,7 +148,8 @@ def random_line(rng: random.Random, password: str | None) -> bytes | None:
             f"GET {k} extra", "GET ", "GET", f"  GET {k}", f"\tGET {k}\r",
             f"GET {rng.choice(BAD_KEYS)}", f"PUT {rng.choice(BAD_KEYS)} v", f"PUT {k}",
             f"PUT {k}  two  spaces ", f"put\t{k}\t{v}\r", f"DEL {k} more", "DEL",
-            f"GET {k * 40}", f"PUT {k} {LONG_VALUE}", f"PUT {k}{k} {v}",
+            f"GET {k * 40}", f"PUT {k} {LONG_VALUE}", f"PUT {k}{k} {v}", "PUT", "COMMIT\r",
+            "START\t", " ROLLBACK",
         ]).encode()
     if roll < 0.82:
         return rng.choice([
