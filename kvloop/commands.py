@@ -154,36 +154,31 @@ class CommandExecutor:
         Every failure becomes an error reply. An unexpected exception is logged with its
         traceback and answered INTERNAL; the server goes on.
         """
+        reply = None
         try:
-            admitted = self._admit(session, line)
+            if not isinstance(line, bytes):
+                raise CommandError(
+                    errors.TOO_LARGE,
+                    f"request line is longer than the limit of {line.limit} bytes "
+                    "(--max-line-bytes); it was discarded",
+                )
+            request = parse_line(line)
+            if request is not None:
+                verb, rest = request
+                if looks_like_http(verb, rest):
+                    self._refuse_http(session)
+                else:
+                    return self._dispatch(session, verb, self._admit(session, verb), rest)
         except CommandError as exc:
             reply = self._error_reply(exc)
         except Exception:
             reply = self._internal_error(session)
-        else:
-            if admitted is not None:
-                return self._dispatch(session, *admitted)
-            reply = None
         if session.txn is not None and self.settings.txn_timeout > 0:
             self._idle_txns.touch(session, self.clock())
         return reply
 
-    def _admit(self, session: Session, line: Line) -> tuple[str, Handler, str] | None:
-        """The verb, handler and argument text of a line the session may run; ``None`` for a
-        blank line or an HTTP one; CommandError for a line it may not run."""
-        if not isinstance(line, bytes):
-            raise CommandError(
-                errors.TOO_LARGE,
-                f"request line is longer than the limit of {line.limit} bytes "
-                "(--max-line-bytes); it was discarded",
-            )
-        request = parse_line(line)
-        if request is None:
-            return None
-        verb, rest = request
-        if looks_like_http(verb, rest):
-            self._refuse_http(session)
-            return None
+    def _admit(self, session: Session, verb: str) -> Handler:
+        """The handler of ``verb`` if the session may run it now, else CommandError."""
         if session.txn_expired is not None and verb != "QUIT":
             mesg, session.txn_expired = session.txn_expired, None
             raise CommandError(errors.LIMIT, mesg)
@@ -199,7 +194,7 @@ class CommandExecutor:
                 errors.AUTH_REQUIRED,
                 f"{verb} needs authentication first: send AUTH password",
             )
-        return verb, handler, rest
+        return handler
 
     def _dispatch(self, session: Session, verb: str, handler: Handler, rest: str) -> bytes:
         """Count and run an admitted command; its reply, or its error's."""
