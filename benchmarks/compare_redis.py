@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import datetime
 import hashlib
+import math
 import os
 import platform
 import re
@@ -422,38 +423,31 @@ def report(rows: list[Row], args: argparse.Namespace, cpus: tuple[int | None, in
         f"medians of {args.runs} runs of {args.seconds:g} s",
         "",
         "| row | kvloop | redis-server | ratio (kvloop/redis) | "
-        "server CPU per op, kvloop / redis (ratio) |",
-        "| --- | --- | --- | --- | --- |",
+        "server CPU per op, kvloop / redis (ratio) | of which user time (outside the kernel) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         kv, rd = row.median("kvloop"), row.median("redis")
         ratio = kv / rd if rd else float("nan")
-        cpu = ""
-        if row.figure == "ops_per_sec":
-            kv_cpu, rd_cpu = _cpu_per_op(row, "kvloop"), _cpu_per_op(row, "redis")
-            cpu = f"{kv_cpu:.2f} / {rd_cpu:.2f} us ({kv_cpu / rd_cpu:.2f}x)"
         lines.append(f"| {row.label} | {_fmt(kv, row.unit)} | {_fmt(rd, row.unit)} | "
-                     f"{ratio:.2f}x | {cpu} |")
+                     f"{ratio:.2f}x |{_cpu_columns(row, 'kvloop')}")
         if "floor" in row.runs:
             floor = row.median("floor")
-            cpu = ""
-            if row.figure == "ops_per_sec":
-                fl_cpu, rd_cpu = _cpu_per_op(row, "floor"), _cpu_per_op(row, "redis")
-                cpu = f"{fl_cpu:.2f} / {rd_cpu:.2f} us ({fl_cpu / rd_cpu:.2f}x)"
             lines.append(f"| (the floor: a featureless Python server, against redis) | "
                          f"{_fmt(floor, row.unit)} | {_fmt(rd, row.unit)} | "
-                         f"{floor / rd if rd else float('nan'):.2f}x | {cpu} |")
+                         f"{floor / rd if rd else float('nan'):.2f}x |"
+                         f"{_cpu_columns(row, 'floor')}")
         if row.figure == "bytes_per_key":
             kv_rss, rd_rss = row.median("kvloop", "rss_per_key"), row.median("redis",
                                                                              "rss_per_key")
             lines.append(f"| (resident memory growth per key) | {kv_rss:,.0f} bytes | "
-                         f"{rd_rss:,.0f} bytes | {kv_rss / rd_rss:.2f}x | |")
+                         f"{rd_rss:,.0f} bytes | {kv_rss / rd_rss:.2f}x | | |")
         if row.figure == "slowdown":
             lines.append(
                 f"| (lone client p50 idle / held) | {row.median('kvloop', 'idle_us'):.0f} / "
                 f"{row.median('kvloop', 'held_us'):.0f} us | "
                 f"{row.median('redis', 'idle_us'):.0f} / {row.median('redis', 'held_us'):.0f}"
-                f" us | | |")
+                f" us | | | |")
     others = [r["other_cpu_pct"] for row in rows for runs in row.runs.values() for r in runs
               if "other_cpu_pct" in r]
     gens = [r["loadgen_cpu_pct"] for row in rows for runs in row.runs.values() for r in runs
@@ -468,9 +462,26 @@ def report(rows: list[Row], args: argparse.Namespace, cpus: tuple[int | None, in
     return "\n".join(lines)
 
 
-def _cpu_per_op(row: Row, name: str) -> float:
-    return statistics.median(r["server_cpu_pct"] / 100 / r["ops_per_sec"] * 1e6
-                             for r in row.runs[name] if r["ops_per_sec"])
+def _cpu_per_op(row: Row, name: str, user_only: bool = False) -> float:
+    """The median server CPU microseconds per op of ``name``'s runs (with ``user_only``, its
+    user time: the CPU time outside the kernel; NaN if the generator did not report it)."""
+    def per_op(r: dict[str, float]) -> float:
+        pct = r["server_cpu_pct"]
+        if user_only:
+            pct -= r.get("server_sys_pct", float("nan"))
+        return pct / 100 / r["ops_per_sec"] * 1e6
+    return statistics.median(per_op(r) for r in row.runs[name] if r["ops_per_sec"])
+
+
+def _cpu_columns(row: Row, name: str) -> str:
+    """The two CPU columns of ``name`` (kvloop or floor) against redis, for a throughput row."""
+    if row.figure != "ops_per_sec":
+        return " | |"
+    mine, theirs = _cpu_per_op(row, name), _cpu_per_op(row, "redis")
+    mine_user, theirs_user = (_cpu_per_op(row, name, True), _cpu_per_op(row, "redis", True))
+    user = ("" if math.isnan(mine_user) else
+            f"{mine_user:.2f} / {theirs_user:.2f} us ({mine_user / theirs_user:.2f}x)")
+    return f" {mine:.2f} / {theirs:.2f} us ({mine / theirs:.2f}x) | {user} |"
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -14,7 +14,8 @@
  *
  * It prints one line of key=value fields: ops_per_sec (units/s in the measured window),
  * units, replies (every reply read after the prefill, the drain included), p50_us, p99_us, p999_us,
- * max_us, errors, error_replies, loadgen_cpu_pct, server_cpu_pct (with --server-pid) and
+ * max_us, errors, error_replies, loadgen_cpu_pct, server_cpu_pct and server_sys_pct (with
+ * --server-pid: all of the server's CPU time, and the part of it spent in the kernel) and
  * other_cpu_pct (every other process on the machine during the window: a high figure means
  * the numbers are disturbed). It only connects to 127.0.0.1 and always stops by itself
  * (-d and --timeout bound every phase).
@@ -270,7 +271,8 @@ static double cpu_seconds_self(void) {
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static double cpu_seconds_pid(int pid) {
+/* The CPU seconds of process pid (user + system), and in *sys its system (kernel) seconds. */
+static double cpu_seconds_pid(int pid, double *sys) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
@@ -282,6 +284,7 @@ static double cpu_seconds_pid(int pid) {
     unsigned long utime = 0, stime = 0;
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
                      &utime, &stime) != 2) return -1;
+    *sys = (double)stime / (double)sysconf(_SC_CLK_TCK);
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -348,8 +351,9 @@ int main(int argc, char **argv) {
     int measuring = opt.warmup <= 0, opened = measuring, running = 1;
     long units = 0;
     double cpu0 = cpu_seconds_self(), server0 = -1, all0 = -1, cpu1 = 0, server1 = -1, all1 = -1;
+    double sys0 = 0, sys1 = 0;
     uint64_t window_start = start, window_end = end;
-    if (measuring) { server0 = cpu_seconds_pid(opt.server_pid); all0 = busy_seconds_all(); }
+    if (measuring) { server0 = cpu_seconds_pid(opt.server_pid, &sys0); all0 = busy_seconds_all(); }
     for (int i = 0; i < opt.conns; i++) {
         while (cs[i].inflight < opt.pipeline) queue_unit(&cs[i], start);
         flush_out(&cs[i]);
@@ -358,12 +362,12 @@ int main(int argc, char **argv) {
         uint64_t t = now_ns();
         if (!opened && t >= measure_at) {
             measuring = opened = 1; window_start = t;
-            cpu0 = cpu_seconds_self(); server0 = cpu_seconds_pid(opt.server_pid);
+            cpu0 = cpu_seconds_self(); server0 = cpu_seconds_pid(opt.server_pid, &sys0);
             all0 = busy_seconds_all();
         }
         if (running && t >= end) {
             running = 0; measuring = 0; window_end = t;
-            cpu1 = cpu_seconds_self(); server1 = cpu_seconds_pid(opt.server_pid);
+            cpu1 = cpu_seconds_self(); server1 = cpu_seconds_pid(opt.server_pid, &sys1);
             all1 = busy_seconds_all();
         }
         if (!running) {
@@ -392,13 +396,14 @@ int main(int argc, char **argv) {
     double secs = (double)(window_end - window_start) / 1e9;
     double self_pct = 100.0 * (cpu1 - cpu0) / secs;
     double server_pct = (server0 >= 0 && server1 >= 0) ? 100.0 * (server1 - server0) / secs : -1;
+    double server_sys_pct = server_pct >= 0 ? 100.0 * (sys1 - sys0) / secs : -1;
     double all_pct = (all0 >= 0 && all1 >= 0) ? 100.0 * (all1 - all0) / secs : -1;
     double other_pct = all_pct - self_pct - (server_pct > 0 ? server_pct : 0);
     printf("ops_per_sec=%.0f units=%ld replies=%ld p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f "
            "errors=0 error_replies=%ld loadgen_cpu_pct=%.0f server_cpu_pct=%.0f "
-           "other_cpu_pct=%.0f\n",
+           "server_sys_pct=%.1f other_cpu_pct=%.0f\n",
            (double)units / secs, units, replies_total, percentile_us(50), percentile_us(99),
            percentile_us(99.9), (double)hist_max / 1000.0, error_replies, self_pct,
-           server_pct, all_pct >= 0 ? (other_pct > 0 ? other_pct : 0) : -1);
+           server_pct, server_sys_pct, all_pct >= 0 ? (other_pct > 0 ? other_pct : 0) : -1);
     return 0;
 }

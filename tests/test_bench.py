@@ -197,6 +197,7 @@ def test_the_c_generator_counts_what_the_server_counts(start_server, tmp_path):
     assert fields["error_replies"] == 0
     assert 0 < fields["p50_us"] <= fields["p99_us"] <= fields["p999_us"] <= fields["max_us"]
     assert fields["server_cpu_pct"] > 0
+    assert 0 <= fields["server_sys_pct"] <= fields["server_cpu_pct"] + 1  # rounded apart
 
 
 def test_over_tls(start_server, tmp_path):
