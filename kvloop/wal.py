@@ -106,6 +106,9 @@ class WriteAheadLog:
         self.fsyncs = 0
         self.readonly: str | None = None
         self._buffer: list[bytes] = []
+        # True while commits wait in the buffer: replies made now must wait for sync(). A plain
+        # attribute, not a property: the loop asks several times per request.
+        self.pending = False
         self._unsynced_since: float | None = None  # when the oldest un-fsynced write was made
         self._segments = [number for number, _ in recovered.segments]
         self._old_bytes = sum(size for _, size in recovered.segments[:-1])
@@ -126,11 +129,6 @@ class WriteAheadLog:
 
     # -- the hot path ----------------------------------------------------------------------
 
-    @property
-    def pending(self) -> bool:
-        """True while commits wait in the buffer: replies made now must wait for :meth:`sync`."""
-        return bool(self._buffer)
-
     def append(self, seq: int, writes: list[Write]) -> None:
         """The store's commit hook: queue the commit's record (raises READONLY when failed)."""
         if self.readonly is not None:
@@ -141,6 +139,7 @@ class WriteAheadLog:
                                f"this commit's log record would be {len(record)} bytes; the "
                                f"limit is {logformat.MAX_RECORD_BYTES}; nothing was changed")
         self._buffer.append(record)
+        self.pending = True
 
     def sync(self) -> str | None:
         """Group commit: write every queued record at once (and fsync, per ``--fsync``).
@@ -152,6 +151,7 @@ class WriteAheadLog:
             return None
         data = b"".join(self._buffer)
         self._buffer.clear()
+        self.pending = False
         segment = self._segment
         size_before = segment.size
         try:
