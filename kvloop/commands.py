@@ -154,7 +154,6 @@ class CommandExecutor:
         Every failure becomes an error reply. An unexpected exception is logged with its
         traceback and answered INTERNAL; the server goes on.
         """
-        reply = None
         try:
             if not isinstance(line, bytes):
                 raise CommandError(
@@ -162,70 +161,52 @@ class CommandExecutor:
                     f"request line is longer than the limit of {line.limit} bytes "
                     "(--max-line-bytes); it was discarded",
                 )
-            request = parse_line(line)
-            if request is not None:
+            bare = BARE_LINES.get(line)
+            if bare is not None and session.authenticated and session.txn_expired is None:
+                verb, handler = bare  # "COMMIT": nothing to parse, nothing to check
+                rest = ""
+            else:
+                request = parse_line(line)
+                if request is None:
+                    return None
                 verb, rest = request
                 if looks_like_http(verb, rest):
                     self._refuse_http(session)
-                else:
-                    return self._dispatch(session, verb, self._admit(session, verb), rest)
-        except CommandError as exc:
-            reply = self._error_reply(exc)
-        except Exception:
-            reply = self._internal_error(session)
-        if session.txn is not None and self.settings.txn_timeout > 0:
-            self._idle_txns.touch(session, self.clock())
-        return reply
-
-    def _admit(self, session: Session, verb: str) -> Handler:
-        """The handler of ``verb`` if the session may run it now, else CommandError."""
-        if session.txn_expired is not None and verb != "QUIT":
-            mesg, session.txn_expired = session.txn_expired, None
-            raise CommandError(errors.LIMIT, mesg)
-        handler = COMMANDS.get(verb)
-        if handler is None:
-            raise CommandError(
-                errors.UNKNOWN_COMMAND,
-                f"unknown command {_quote(verb)}; commands are {', '.join(COMMANDS)} "
-                "(HELP describes them)",
-            )
-        if not session.authenticated and verb not in OPEN_VERBS:
-            raise CommandError(
-                errors.AUTH_REQUIRED,
-                f"{verb} needs authentication first: send AUTH password",
-            )
-        return handler
-
-    def _dispatch(self, session: Session, verb: str, handler: Handler, rest: str) -> bytes:
-        """Count and run an admitted command; its reply, or its error's."""
-        commands = self.stats.commands
-        commands[verb] = commands.get(verb, 0) + 1
-        try:
+                    return None
+                if session.txn_expired is not None and verb != "QUIT":
+                    mesg, session.txn_expired = session.txn_expired, None
+                    raise CommandError(errors.LIMIT, mesg)
+                handler = COMMANDS.get(verb)
+                if handler is None:
+                    raise CommandError(
+                        errors.UNKNOWN_COMMAND,
+                        f"unknown command {_quote(verb)}; commands are {', '.join(COMMANDS)} "
+                        "(HELP describes them)",
+                    )
+                if not session.authenticated and verb not in OPEN_VERBS:
+                    raise CommandError(
+                        errors.AUTH_REQUIRED,
+                        f"{verb} needs authentication first: send AUTH password",
+                    )
+            commands = self.stats.commands
+            commands[verb] = commands.get(verb, 0) + 1
             return handler(self, session, rest)
         except CommandError as exc:
-            return self._error_reply(exc)
+            self.stats.errors[exc.code] += 1
+            if isinstance(exc, ConflictError):
+                self.stats.conflicts[exc.cause] += 1
+            return encode_error(exc.code, exc.mesg)
         except Exception:
-            return self._internal_error(session)
+            log.exception("unexpected error in a command of client %s", session.peer)
+            self.stats.errors[errors.INTERNAL] += 1
+            return encode_error(
+                errors.INTERNAL,
+                "the server hit an unexpected error running this command; the command had "
+                "no effect, the error was logged, and the connection is still usable",
+            )
         finally:
             if session.txn is not None and self.settings.txn_timeout > 0:
                 self._idle_txns.touch(session, self.clock())
-
-    def _error_reply(self, exc: CommandError) -> bytes:
-        """The reply to a command that failed with ``exc``, counted in STATS."""
-        self.stats.errors[exc.code] += 1
-        if isinstance(exc, ConflictError):
-            self.stats.conflicts[exc.cause] += 1
-        return encode_error(exc.code, exc.mesg)
-
-    def _internal_error(self, session: Session) -> bytes:
-        """Log the exception being handled (a bug) and make the INTERNAL reply."""
-        log.exception("unexpected error in a command of client %s", session.peer)
-        self.stats.errors[errors.INTERNAL] += 1
-        return encode_error(
-            errors.INTERNAL,
-            "the server hit an unexpected error running this command; the command had "
-            "no effect, the error was logged, and the connection is still usable",
-        )
 
     def execute_lines(self, session: Session, lines: list[Line], replies: list[bytes],
                       room: int) -> int:
@@ -241,11 +222,9 @@ class CommandExecutor:
         A plain ``GET key`` costs one lookup when its reply is cached, and is read and cached
         without the general dispatch when it is not. The cache holds only autocommit reads
         of keys no transaction holds, so it serves only a session that is authenticated and
-        has no transaction open (nor a timed-out one to hear about). For such a session
-        (cached or not), a plain ``PUT key value`` goes straight to :meth:`write`, and a line
-        that is just a verb in capitals (``START``, ``COMMIT``...) to its command without
-        parsing. Any other line, and any plain PUT or GET that fails, takes the general path
-        (:meth:`execute`), which makes its reply.
+        has no transaction open (nor a timed-out one to hear about). A plain ``PUT key
+        value`` goes straight to :meth:`write`. Any other line, and any plain line that
+        fails, takes the general path (:meth:`execute`), which makes its reply.
         """
         lookup = self.replies.lookup
         execute = self.execute
@@ -262,20 +241,16 @@ class CommandExecutor:
                 if reply is NOT_FOUND_REPLY:
                     missing += 1
             else:
-                bare = None
                 if plain and line.__class__ is bytes:
-                    bare = BARE_LINES.get(line)
-                    if bare is None:
-                        try:
-                            reply = self._run_plain(session, line, cacheable)
-                        except Exception:  # a bug: the general path answers INTERNAL, logs it
-                            reply = None
+                    try:
+                        reply = self._run_plain(session, line, cacheable)
+                    except Exception:  # a bug: the general path answers INTERNAL and logs it
+                        reply = None
                 if reply is None:
                     if hits:  # counted before any other command runs (STATS may be next)
                         self._count_gets(hits, missing)
                         hits = missing = 0
-                    reply = (self._dispatch(session, *bare, "") if bare is not None
-                             else execute(session, line))
+                    reply = execute(session, line)
                     if (session.closing or session.hold_until is not None
                             or (persistence.pending and not was_pending)):
                         if reply is not None:
@@ -767,6 +742,6 @@ COMMANDS: dict[str, Handler] = {
 }
 
 # Lines that are just a verb in capitals, and what they run: the command with no arguments,
-# exactly as the general path would after parsing (execute_lines skips the parsing).
+# exactly what parsing the line would find (execute() skips the parsing for them).
 BARE_LINES: dict[bytes, tuple[str, Handler]] = {
     verb.encode(): (verb, handler) for verb, handler in COMMANDS.items()}
