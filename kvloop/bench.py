@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait as wait_pipes
 from typing import Any, TextIO
 
+from .clientargs import add_auth_and_tls_options, password_from
 from .config import format_address
 from .transport import client_context
 
@@ -225,15 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each unit is a transaction: START, PUT, PUT, COMMIT")
     p.add_argument("--prefill", action="store_true",
                    help="PUT every key once before the run (so GETs find values)")
-    p.add_argument("--password-env", metavar="VAR",
-                   help="send AUTH with the password in this environment variable first")
-    p.add_argument("--tls", action="store_true",
-                   help="connect with TLS, checking the server's certificate against the "
-                        "system's CAs (or --cafile)")
-    p.add_argument("--cafile", metavar="FILE",
-                   help="trust the CA certificates in FILE (PEM) for TLS; implies --tls")
-    p.add_argument("--insecure-skip-verify", action="store_true",
-                   help="TLS without checking the server's certificate; implies --tls")
+    add_auth_and_tls_options(p)
     p.add_argument("--server-pid", type=int,
                    help="also report this process's CPU use (Linux /proc)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -248,11 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> Options:
     """The :class:`Options` of parsed command-line arguments; ValueError if inconsistent."""
-    password = None
-    if args.password_env:
-        password = os.environ.get(args.password_env)
-        if not password:
-            raise ValueError(f"--password-env {args.password_env}: that variable is not set")
+    password = password_from(args)
     mix = args.mix if isinstance(args.mix, dict) else parse_mix(args.mix)
     if args.warmup < 0:
         raise ValueError("--warmup must be 0 or more")

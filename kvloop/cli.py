@@ -35,6 +35,7 @@ from .client import (
     command_verb,
     is_ok,
 )
+from .clientargs import add_auth_and_tls_options, password_from
 from .protocol import LineReader, LineTooLarge
 
 EXIT_OK = 0
@@ -76,17 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", metavar="PREFIX",
                    help="print every key that starts with PREFIX ('' for all), one per "
                    "line, fetching page after page, then exit")
-    p.add_argument("--password-env", metavar="VAR",
-                   help="authenticate with the password held in environment variable VAR "
-                   "(for example KVLOOP_PASSWORD)")
-    p.add_argument("--tls", action="store_true",
-                   help="connect with TLS, checking the server's certificate against the "
-                   "system's CAs (or --cafile) and that it names --host")
-    p.add_argument("--cafile", metavar="FILE",
-                   help="trust the CA certificates in FILE (PEM) for TLS; implies --tls")
-    p.add_argument("--insecure-skip-verify", action="store_true",
-                   help="TLS without checking the server's certificate (tests only: anyone "
-                   "on the path can then read and change the traffic); implies --tls")
+    add_auth_and_tls_options(p)
     p.add_argument("--cert", metavar="FILE",
                    help="this client's TLS certificate (PEM), for servers started with "
                    "--tls-ca; implies --tls")
@@ -414,13 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     if hasattr(out, "reconfigure"):  # a value the terminal cannot show must not crash us
         out.reconfigure(errors="backslashreplace")
-    password = None
-    if args.password_env:
-        password = os.environ.get(args.password_env)
-        if not password:
-            err.write(f"{prog}: --password-env {args.password_env}: that environment "
-                      "variable is not set\n")
-            return EXIT_TROUBLE
+    try:
+        password = password_from(args)
+    except ValueError as exc:
+        err.write(f"{prog}: {exc}\n")
+        return EXIT_TROUBLE
     interactive = not args.files and args.scan is None and sys.stdin.isatty()
     if args.scan is not None and args.files:
         err.write(f"{prog}: --scan lists keys and exits; it takes no FILEs\n")

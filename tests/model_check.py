@@ -21,7 +21,6 @@ import json
 import random
 import socket
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -204,21 +203,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
-    server = None
-    if args.port is None:
-        from support import ServerProcess
-        workdir = Path(tempfile.mkdtemp(prefix="kvloop-model-"))
-        server = ServerProcess(workdir, "--in-memory")
-        args.port = server.port
-    started = time.monotonic()
-    try:
-        counts = check(args.port, args.seed, args.steps, args.connections)
-    except Mismatch as exc:
-        print(f"FAILED (seed {args.seed}): {exc}")
-        return 1
-    finally:
-        if server is not None:
-            server.stop()
+    from support import server_unless
+    with server_unless(args.port, "kvloop-model-") as (port, _):
+        started = time.monotonic()
+        try:
+            counts = check(port, args.seed, args.steps, args.connections)
+        except Mismatch as exc:
+            print(f"FAILED (seed {args.seed}): {exc}")
+            return 1
     print(f"ok: seed {args.seed}, {counts['steps']:,} steps over {args.connections} "
           f"connections, every reply as the model expected ({counts['errors']:,} errors, "
           f"{counts['conflicts']:,} conflicts, final seq {counts['seq']:,}), "

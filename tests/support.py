@@ -13,7 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +126,21 @@ class RawConn:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+
+@contextmanager
+def server_unless(port: int | None, prefix: str) -> Iterator[tuple[int, ServerProcess | None]]:
+    """For a script's ``--port``: ``(port, None)`` when one is given, else the port of a
+    fresh in-memory server (and the server), stopped and its folder removed afterwards."""
+    if port is not None:
+        yield port, None
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        server = ServerProcess(Path(workdir), "--in-memory")
+        try:
+            yield server.port, server
+        finally:
+            server.stop()
 
 
 def ok(result: object = None) -> dict:

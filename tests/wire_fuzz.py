@@ -19,12 +19,13 @@ import random
 import select
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from support import RawConn, server_unless
 
 from kvloop.errors import ALL_CODES
 
@@ -164,14 +165,14 @@ class Conn:
 
 def ping(port: int) -> None:
     """Failure unless a fresh connection gets PONG."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"PING\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise Failure("the server closed a fresh connection without answering PING")
-            data += chunk
+    conn = RawConn(port, timeout=10)
+    try:
+        conn.send(b"PING\n")
+        data = conn.read_line()
+    except ConnectionError:
+        raise Failure("the server closed a fresh connection without answering PING") from None
+    finally:
+        conn.close()
     if json.loads(data) != {"status": "Ok", "result": "PONG"}:
         raise Failure(f"PING got {data!r}")
 
@@ -213,23 +214,15 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds")
     args = parser.parse_args()
-    server = None
-    if args.port is None:
-        from support import ServerProcess
-        workdir = Path(tempfile.mkdtemp(prefix="kvloop-fuzz-"))
-        server = ServerProcess(workdir, "--in-memory")
-        args.port = server.port
-    started = time.monotonic()
-    try:
-        counts = fuzz(args.port, args.seed, args.bytes, args.connections, args.time_limit)
-    except Failure as exc:
-        print(f"FAILED (seed {args.seed}): {exc}")
-        return 1
-    finally:
-        if server is not None:
-            alive = server.proc.poll() is None
-            server.stop()
-            if not alive:
+    with server_unless(args.port, "kvloop-fuzz-") as (port, server):
+        started = time.monotonic()
+        try:
+            counts = fuzz(port, args.seed, args.bytes, args.connections, args.time_limit)
+        except Failure as exc:
+            print(f"FAILED (seed {args.seed}): {exc}")
+            return 1
+        finally:
+            if server is not None and server.proc.poll() is not None:
                 print(f"the server died:\n{server.log()[-3000:]}")
     print(f"ok: seed {args.seed}, {counts['bytes']:,} bytes over {args.connections} connections "
           f"({counts['reconnects']} reconnects), {counts['replies']:,} replies checked, "
