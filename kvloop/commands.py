@@ -10,12 +10,13 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from itertools import islice
 from typing import Callable
 
 from . import errors
 from .config import Settings
 from .errors import CommandError
-from .limits import AuthThrottle, TxnIdleDeadlines, write_cost
+from .limits import WRITE_OVERHEAD_BYTES, AuthThrottle, TxnIdleDeadlines, write_cost
 from .protocol import (
     OK,
     Line,
@@ -64,6 +65,13 @@ SCAN_USAGE = "usage: SCAN [PREFIX p] [AFTER k] [LIMIT n] [VALUES] (options in an
 
 
 PUT_PREFIX = b"PUT "
+START_LINE = b"START"
+COMMIT_LINE = b"COMMIT"
+# The most PUTs of a transaction run as one commit when it arrives whole (START ... COMMIT in
+# one batch); a longer one takes the general path: the look-ahead stays cheap when it fails.
+ONE_PHASE_MAX_PUTS = 16
+# write_cost(key, value) of a plain line b"PUT key value", less the line's length.
+PUT_LINE_COST = WRITE_OVERHEAD_BYTES - len(b"PUT  ")
 KEY_NOT_FOUND = "Key not found"
 # GET's reply for a missing key: one object, so that a cached one is told apart by identity.
 NOT_FOUND_REPLY = encode_error(errors.NOT_FOUND, KEY_NOT_FOUND)
@@ -233,7 +241,8 @@ class CommandExecutor:
         plain = session.authenticated and session.txn_expired is None
         cacheable = plain and session.txn is None
         hits = missing = size = ran = 0
-        for line in lines:
+        remaining = iter(lines)
+        for line in remaining:
             ran += 1
             reply = lookup(line) if cacheable else None
             if reply is not None:
@@ -243,7 +252,16 @@ class CommandExecutor:
             else:
                 if plain and line.__class__ is bytes:
                     try:
-                        reply = self._run_plain(session, line, cacheable)
+                        if line != START_LINE:
+                            reply = self._run_plain(session, line, cacheable)
+                        elif cacheable:  # no transaction open: it may come whole
+                            whole = self._one_phase(lines, ran, room - size)
+                            if whole is not None:
+                                puts, reply = whole  # reply: the COMMIT's, handled as any
+                                replies += [OK] * (puts + 1)  # START's and the PUTs'
+                                size += (puts + 1) * len(OK)
+                                ran += puts + 1
+                                next(islice(remaining, puts, None))  # the PUTs and COMMIT
                     except Exception:  # a bug: the general path answers INTERNAL and logs it
                         reply = None
                 if reply is None:
@@ -280,6 +298,58 @@ class CommandExecutor:
             return self._put_plain(session, line)
         return None
 
+    def _one_phase(self, lines: list[Line], first: int,
+                   room: int) -> tuple[int, bytes] | None:
+        """Run a whole write-only transaction, ``START`` (at ``lines[first - 1]``), plain
+        PUT lines and ``COMMIT``, as one commit (:meth:`Store.commit_puts`: no write intents,
+        no undo log) for a session the reply cache may serve; return how many PUT lines it
+        had and the COMMIT's reply. Every line's reply (``OK`` but the COMMIT's) is byte for
+        byte the general path's, and so are the store and STATS afterwards: nothing else runs
+        in between either way.
+
+        ``None``, with nothing changed, when the general path must run them: the COMMIT is
+        not among the next :data:`ONE_PHASE_MAX_PUTS` + 1 lines, a line before it is not a
+        plain PUT (:meth:`_plain_put_args`), a write would fail (a key under another
+        transaction's write intent, --max-txn-bytes, --max-data-bytes, a read-only or
+        refusing log: the general path then makes the error replies), or the replies but
+        the last would fill ``room``.
+        """
+        try:
+            commit_at = lines.index(COMMIT_LINE, first, first + ONE_PHASE_MAX_PUTS + 1)
+        except ValueError:
+            return None
+        count = commit_at - first  # PUT lines
+        if not count or (count + 1) * len(OK) >= room:
+            return None
+        puts: dict[str, str] = {}
+        cost = count * PUT_LINE_COST
+        plain_put_args = self._plain_put_args
+        for line in islice(lines, first, commit_at):
+            args = (plain_put_args(line)
+                    if line.__class__ is bytes and line.startswith(PUT_PREFIX) else None)
+            if args is None:
+                return None
+            puts[args[0]] = args[1]
+            cost += len(line)  # write_cost(key, value): the line holds their UTF-8
+        settings = self.settings
+        if (self.persistence.readonly is not None
+                or (settings.max_txn_bytes and cost > settings.max_txn_bytes)
+                or (settings.max_data_bytes and self.store.data_bytes + self.open_txn_bytes
+                    + cost > settings.max_data_bytes)):
+            return None
+        try:
+            seq = self.store.commit_puts(puts)
+        except CommandError:
+            return None
+        stats, level = self.stats, settings.isolation
+        commands = stats.commands
+        commands["START"] = commands.get("START", 0) + 1
+        commands["PUT"] = commands.get("PUT", 0) + count
+        commands["COMMIT"] = commands.get("COMMIT", 0) + 1
+        stats.started[level] += 1
+        stats.committed[level] += 1
+        return count, encode_commit_result(seq)
+
     def _count_gets(self, count: int, missing: int) -> None:
         """STATS for ``count`` GETs answered from the cache, ``missing`` of them NOT_FOUND."""
         commands = self.stats.commands
@@ -304,11 +374,10 @@ class CommandExecutor:
         self._count_gets(1, int(value is None))
         return reply
 
-    def _put_plain(self, session: Session, line: bytes) -> bytes | None:
-        """Run the line ``PUT key value`` (one space after each word, a valid key, no ``\r``
-        at the end) without the general dispatch, in the session's transaction if it has
-        one; ``None`` when it needs the general path: any other shape, or a write that fails
-        (it changed nothing, and the general path makes the same error reply and counts it)."""
+    def _plain_put_args(self, line: bytes) -> tuple[str, str] | None:
+        """The key and value of the line ``PUT key value`` (one space after each word, a
+        valid key, no ``\r`` at the end); ``None`` for any other shape (the general path
+        parses it, or makes its error reply)."""
         try:
             rest = line[4:].decode("utf-8")
         except UnicodeDecodeError:
@@ -317,6 +386,17 @@ class CommandExecutor:
         if (not value or value[0] in " \t" or rest[-1] == "\r" or rest[-8:-3] == "HTTP/"
                 or not is_plain_key(key, self.settings.max_key_bytes)):
             return None
+        return key, value
+
+    def _put_plain(self, session: Session, line: bytes) -> bytes | None:
+        """Run a plain ``PUT key value`` line (see :meth:`_plain_put_args`) without the
+        general dispatch, in the session's transaction if it has one; ``None`` when it needs
+        the general path: any other shape, or a write that fails (it changed nothing, and the
+        general path makes the same error reply and counts it)."""
+        args = self._plain_put_args(line)
+        if args is None:
+            return None
+        key, value = args
         try:
             self.write(session, key, value)
         except CommandError:

@@ -82,6 +82,14 @@ def text_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+def _held_by_another(key: str) -> ConflictError:
+    return ConflictError(
+        WRITE_CONFLICT,
+        f"key '{key}' is being written by another open transaction; "
+        "retry after that transaction commits or rolls back",
+    )
+
+
 def _describe_range(prefix: str, after: str | None, last: str | None) -> str:
     """A scanned range in words: ``PREFIX 'p' AFTER 'a' up to 'z'``."""
     parts = [f"PREFIX '{prefix}'" if prefix else "all keys"]
@@ -421,11 +429,7 @@ class Store:
         if owner is not txn and owner is not None:
             if txn is not None and txn.uses_snapshot:
                 self._snapshot_of(txn)  # a refused write is still the first statement
-            raise ConflictError(
-                WRITE_CONFLICT,
-                f"key '{key}' is being written by another open transaction; "
-                "retry after that transaction commits or rolls back",
-            )
+            raise _held_by_another(key)
         if txn is None:
             if value is None and key not in self._values:
                 return  # deleting a missing key changes nothing: no commit
@@ -442,6 +446,31 @@ class Store:
             txn.undo[key] = self._values.get(key)
             self._owners[key] = txn
         self._set(key, value)
+
+    def commit_puts(self, puts: dict[str, str]) -> int:
+        """Write every key of ``puts`` to its value in one new commit and return its sequence
+        number: what a transaction that wrote them (and read nothing) and committed at once
+        would do, at any isolation level, without its write intents and undo log.
+
+        Raises :class:`ConflictError` if an open transaction holds one of the keys, and lets
+        through whatever ``on_commit`` raises; either way nothing has changed.
+        """
+        owners = self._owners
+        if owners and not owners.keys().isdisjoint(puts):
+            raise _held_by_another(next(key for key in puts if key in owners))
+        writes = list(puts.items())
+        values = self._values
+        befores = list(map(values.get, puts))
+        seq = self._log_commit(writes)
+        self._next_txn_id += 1  # it was a transaction: the next one's id counts it
+        count_committed, on_change = self._count_committed, self.on_change
+        for (key, value), before in zip(writes, befores):
+            count_committed(key, before, value)
+            if on_change is not None:
+                on_change(key)
+        values.update(puts)
+        self._committed(seq, writes, befores)
+        return seq
 
     def _check_first_committer(self, key: str, txn: Transaction) -> None:
         snapshot = self._snapshot_of(txn)

@@ -52,11 +52,13 @@ class CommitPending(MemoryOnly):
     def __init__(self, store: Store) -> None:
         self.pending = False
         self.commits = 0
+        self.records: list[tuple[int, list]] = []  # what a log would write
         store.on_commit = self.append
 
     def append(self, seq: int, writes: list) -> None:
         self.pending = True
         self.commits += 1
+        self.records.append((seq, list(writes)))
 
     def sync(self) -> None:
         self.pending = False
@@ -99,9 +101,9 @@ def run_fast(db: CommandExecutor, session: Session, lines: list,
     out = []
     total = 0
     while waiting and not session.closing and session.hold_until is None:
-        take = rng.randint(1, len(waiting))
+        take = len(waiting) if rng.random() < 0.5 else rng.randint(1, len(waiting))
         chunk, rest = waiting[:take], waiting[take:]
-        room = rng.choice((1, rng.randint(1, 300), 1 << 20))
+        room = rng.choice((1, rng.randint(1, 300), 1 << 20, 1 << 20))
         was_pending = persistence.pending
         commits = getattr(persistence, "commits", 0)
         replies: list[bytes] = []
@@ -180,10 +182,48 @@ def random_line(rng: random.Random, password: str | None) -> bytes | None:
                        b"HOST: example.com"])
 
 
+def whole_transaction(rng: random.Random, password: str | None) -> list[bytes | None]:
+    """START, PUTs (mostly plain, now and then any line) and COMMIT: a transaction that may
+    arrive whole, as the one-phase path takes it."""
+    puts = [f"PUT {rng.choice(KEYS)} {rng.choice(VALUES)}".encode()
+            if rng.random() < 0.9 else random_line(rng, password)
+            for _ in range(rng.choice((0, 1, 2, 2, 3, 9, 10, 16, 17)))]
+    return [b"START", *puts, rng.choice((b"COMMIT", b"COMMIT", b"COMMIT", b"ROLLBACK"))]
+
+
 def random_batch(rng: random.Random, settings: Settings) -> list:
-    """A client's burst of lines, framed by a LineReader fed in random pieces (so lines over
-    --max-line-bytes become LineTooLarge), plus some LineTooLarge put in directly."""
+    """A client's burst of random lines, now and then with a whole transaction among them."""
     drawn = [random_line(rng, settings.password) for _ in range(rng.randint(1, 12))]
+    if rng.random() < 0.4:
+        at = rng.randint(0, len(drawn))
+        drawn[at:at] = whole_transaction(rng, settings.password)
+    return framed(rng, settings, drawn)
+
+
+def transaction_batch(rng: random.Random, settings: Settings) -> list:
+    """A client's burst of mostly whole transactions, with transactions left open (whose
+    write intents make other clients' writes conflict), their ends, and random lines."""
+    password = settings.password
+    drawn: list[bytes | None] = []
+    if password and rng.random() < 0.3:
+        drawn.append(f"AUTH {password}".encode())
+    for _ in range(rng.randint(1, 4)):
+        roll = rng.random()
+        if roll < 0.7:
+            drawn += whole_transaction(rng, password)
+        elif roll < 0.8:
+            drawn += [b"START", f"PUT {rng.choice(KEYS)} open".encode()]
+        elif roll < 0.9:
+            drawn.append(rng.choice((b"COMMIT", b"ROLLBACK")))
+        else:
+            drawn.append(random_line(rng, password))
+    return framed(rng, settings, drawn)
+
+
+def framed(rng: random.Random, settings: Settings, drawn: list[bytes | None]) -> list:
+    """The lines ``drawn`` as the server gets them: framed by a LineReader fed in random pieces
+    (so lines over --max-line-bytes become LineTooLarge), plus a LineTooLarge for each
+    ``None``."""
     data = b"".join(line + b"\n" for line in drawn if line is not None)
     reader = LineReader(settings.max_line_bytes)
     at = 0
@@ -219,6 +259,7 @@ def assert_same(a: CommandExecutor, b: CommandExecutor) -> None:
     assert a.store.version_stats() == b.store.version_stats()
     assert a.open_txn_bytes == b.open_txn_bytes
     assert stats_state(a.stats) == stats_state(b.stats)
+    assert getattr(a.persistence, "records", None) == getattr(b.persistence, "records", None)
 
 
 def assert_cache_is_current(db: CommandExecutor) -> None:
@@ -243,6 +284,7 @@ VARIANTS = {
     "data_limits": {"max_data_bytes": 200, "max_txn_bytes": 400},
     "txn_timeout": {"txn_timeout": 3.0, "isolation": "snapshot"},
     "pending": {"password": PASSWORD, "txn_timeout": 3.0},  # plus commits leave a sync pending
+    "serializable": {"isolation": "serializable", "max_txn_bytes": 1000},
 }
 CLIENTS = 4
 BATCHES = 150
@@ -251,7 +293,25 @@ BATCHES = 150
 @pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fast_path_matches_general_path(variant, seed):
-    rng = random.Random(f"{variant}-{seed}")
+    hits, _ = compare_on_random_streams(variant, seed, random_batch)
+    assert hits > 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_whole_transactions_match_general_path(variant, seed):
+    """The one-phase path (a write-only transaction that arrives whole) against the general
+    path, among conflicts, limits, timeouts and pending syncs."""
+    _, whole = compare_on_random_streams(variant, seed, transaction_batch)
+    assert whole > 0
+
+
+def compare_on_random_streams(variant: str, seed: int, make_batch) -> tuple[int, int]:
+    """Run the same random batches (``make_batch``) of several clients through
+    execute_lines and through execute() line by line, asserting the same replies and state
+    after each; return how many replies came from the GET cache and how many transactions
+    the one-phase path ran."""
+    rng = random.Random(f"{variant}-{seed}-{make_batch.__name__}")
     settings = Settings(**VARIANTS[variant])
     clock = FakeClock()
     a = make(settings, clock, pending=variant == "pending")
@@ -270,6 +330,16 @@ def test_fast_path_matches_general_path(variant, seed):
         return reply
 
     b.replies.lookup = lookup
+    one_phase = b._one_phase
+    whole = 0
+
+    def counted_one_phase(*args):  # counts the transactions run as one commit
+        nonlocal whole
+        replies = one_phase(*args)
+        whole += replies is not None
+        return replies
+
+    b._one_phase = counted_one_phase
     for batch in range(BATCHES):
         client = rng.randrange(CLIENTS)
         clock.now += rng.choice((0.0, 0.0, 0.1, 0.5, 2.0))
@@ -278,7 +348,7 @@ def test_fast_path_matches_general_path(variant, seed):
             sa[client].hold_until = sb[client].hold_until = None
         a.expire(clock())
         b.expire(clock())
-        lines = backlog[client] + random_batch(rng, settings)
+        lines = backlog[client] + make_batch(rng, settings)
         replies_a, ran_a = run_general(a, sa[client], lines)
         replies_b, ran_b = run_fast(b, sb[client], lines, rng)
         context = f"{variant} seed {seed} batch {batch} client {client} lines {lines[:ran_a]!r}"
@@ -295,7 +365,7 @@ def test_fast_path_matches_general_path(variant, seed):
             b.close_session(sb[client])
             sa[client] = a.open_session(peers[client])
             sb[client] = b.open_session(peers[client])
-    assert hits > 0
+    return hits, whole
 
 
 # -- the reply cache -----------------------------------------------------------------------
@@ -449,6 +519,49 @@ def test_the_cache_starts_again_when_its_budget_is_full():
     tiny = ReplyCache(budget_bytes=entry - 1)
     tiny.add(b"GET k0", b'{"status":"Ok","result":"v"}\n')
     assert (len(tiny), tiny.size_bytes) == (0, 0)
+
+
+# -- whole transactions -----------------------------------------------------------------
+
+def test_a_whole_write_only_transaction_runs_without_the_general_path():
+    db = make(Settings(), FakeClock(), pending=True)
+    c = Client(db)
+    no_general_path(db)
+    ok = b'{"status":"Ok"}\n'
+    assert c("START", "PUT a 1", "PUT b ключ", "PUT a 3", "COMMIT") == [ok] * 4 + [
+        b'{"status":"Ok","result":{"seq":1}}\n']
+    assert db.persistence.records == [(1, [("a", "3"), ("b", "ключ")])]
+    assert db.store.committed_items() == [("a", "3"), ("b", "ключ")]
+    assert db.stats.commands == {"START": 1, "PUT": 3, "COMMIT": 1}
+    assert db.stats.committed["read-committed"] == 1 and c.session.txn is None
+
+
+@pytest.mark.parametrize("lines", [
+    [b"START", b"PUT a 1", b"GET a", b"COMMIT"],  # a read: not write-only
+    [b"START", b"PUT a  1", b"COMMIT"],  # not a plain PUT line
+    [b"START", b"PUT a 1"],  # the COMMIT comes in a later read
+    [b"START", b"COMMIT"],  # nothing written
+    [b"START", *[b"PUT a %d" % i for i in range(17)], b"COMMIT"],  # over ONE_PHASE_MAX_PUTS
+])
+def test_other_transactions_take_the_general_path(lines):
+    db = CommandExecutor(Settings())
+    c = Client(db)
+    taken = []
+    general = db.execute
+    db.execute = lambda session, line: taken.append(line) or general(session, line)
+    c(*lines)
+    assert taken[0] == b"START"
+
+
+def test_a_whole_transaction_on_a_read_only_log_gets_the_general_paths_errors():
+    lines = [b"START", b"PUT a 1", b"COMMIT"]
+    fast, slow = CommandExecutor(Settings()), CommandExecutor(Settings())
+    for db in (fast, slow):
+        db.persistence.readonly = "writing the log failed: No space left on device"
+    replies = Client(fast)(*lines)
+    session = slow.open_session()
+    assert replies == [slow.execute(session, line) for line in lines]
+    assert json.loads(replies[1])["code"] == "READONLY"
 
 
 # -- where execute_lines stops -------------------------------------------------------------

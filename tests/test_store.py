@@ -254,6 +254,63 @@ class TestTransactions:
         assert store.get("k") == "w"
 
 
+class TestCommitPuts:
+    """commit_puts: a whole write-only transaction as one commit, without intents."""
+
+    @pytest.mark.parametrize("level", [READ_COMMITTED, SNAPSHOT, SERIALIZABLE])
+    def test_same_as_a_transaction_that_wrote_and_committed(self, level):
+        one, general = Store(), Store()
+        logged: dict[str, list] = {"one": [], "general": []}
+        one.on_commit = lambda seq, writes: logged["one"].append((seq, list(writes)))
+        general.on_commit = lambda seq, writes: logged["general"].append((seq, list(writes)))
+        changed: list = []
+        one.on_change = changed.append
+        watcher = one.begin(SNAPSHOT), general.begin(SNAPSHOT)  # old values kept for them
+        for store, watching in zip((one, general), watcher):
+            store.put("a", "old")
+            store.put("gone", "x")
+            store.get("a", watching)
+            store.delete("gone")
+        assert one.commit_puts({"a": "ключ", "new": "1"}) == 4
+        txn = general.begin(level)
+        general.put("a", "x", txn)
+        general.put("new", "1", txn)
+        general.put("a", "ключ", txn)
+        assert general.commit(txn) == 4
+        assert logged["one"] == logged["general"]
+        assert changed == ["a", "gone", "gone", "a", "new"]
+        for attr in ("seq", "data_bytes", "_next_txn_id"):
+            assert getattr(one, attr) == getattr(general, attr), attr
+        assert one.committed_items() == general.committed_items()
+        assert one.scan().keys == general.scan().keys == ["a", "new"]
+        assert one.version_stats() == general.version_stats()
+        assert one.get("a", watcher[0]) == "old"
+
+    def test_a_key_under_an_intent_conflicts_and_nothing_changes(self, store):
+        store.put("a", "1")
+        holder = store.begin(READ_COMMITTED)
+        store.put("b", "mine", holder)
+        with pytest.raises(ConflictError) as exc:
+            store.commit_puts({"a": "2", "b": "3"})
+        assert exc.value.cause == WRITE_CONFLICT and "'b'" in exc.value.mesg
+        assert (store.seq, store.get("a"), store.get("b")) == (1, "1", None)
+        store.rollback(holder)
+        assert store.commit_puts({"a": "2", "b": "3"}) == 2
+
+    def test_a_failing_log_changes_nothing(self, store):
+        store.put("a", "1")
+
+        def refuse(seq, writes):
+            raise ValueError("the log refused")
+
+        store.on_commit = refuse
+        before = (store.seq, store.data_bytes, store.committed_items(), store._next_txn_id)
+        with pytest.raises(ValueError):
+            store.commit_puts({"a": "2", "b": "3"})
+        assert (store.seq, store.data_bytes, store.committed_items(),
+                store._next_txn_id) == before
+
+
 # -- accounting ---------------------------------------------------------------------------
 
 class TestAccounting:
