@@ -252,9 +252,8 @@ class CommandExecutor:
             else:
                 if plain and line.__class__ is bytes:
                     try:
-                        if line != START_LINE:
-                            reply = self._run_plain(session, line, cacheable)
-                        elif cacheable:  # no transaction open: it may come whole
+                        reply = self._run_plain(session, line, cacheable)
+                        if reply is None and line == START_LINE and cacheable:
                             whole = self._one_phase(lines, ran, room - size)
                             if whole is not None:
                                 puts, reply = whole  # reply: the COMMIT's, handled as any
@@ -290,13 +289,28 @@ class CommandExecutor:
         return ran
 
     def _run_plain(self, session: Session, line: bytes, cacheable: bool) -> bytes | None:
-        """A plain GET or PUT line run without the general dispatch (GET only for a session
-        the cache may serve); ``None`` when the line needs the general path."""
+        """A plain GET (for a session the cache may serve) or plain PUT line (see
+        :meth:`_plain_put_args`; in the session's transaction if it has one) run without the
+        general dispatch; ``None`` when the line needs the general path: any other line, or
+        a write that fails (it changed nothing, and the general path makes the same error
+        reply and counts it)."""
         if line.startswith(GET_PREFIX):
             return self._read_committed(line) if cacheable else None
-        if line.startswith(PUT_PREFIX):
-            return self._put_plain(session, line)
-        return None
+        if not line.startswith(PUT_PREFIX):
+            return None
+        args = self._plain_put_args(line)
+        if args is None:
+            return None
+        key, value = args
+        try:
+            self.write(session, key, value)
+        except CommandError:
+            return None
+        commands = self.stats.commands
+        commands["PUT"] = commands.get("PUT", 0) + 1
+        if session.txn is not None and self.settings.txn_timeout > 0:
+            self._idle_txns.touch(session, self.clock())
+        return OK
 
     def _one_phase(self, lines: list[Line], first: int,
                    room: int) -> tuple[int, bytes] | None:
@@ -387,25 +401,6 @@ class CommandExecutor:
                 or not is_plain_key(key, self.settings.max_key_bytes)):
             return None
         return key, value
-
-    def _put_plain(self, session: Session, line: bytes) -> bytes | None:
-        """Run a plain ``PUT key value`` line (see :meth:`_plain_put_args`) without the
-        general dispatch, in the session's transaction if it has one; ``None`` when it needs
-        the general path: any other shape, or a write that fails (it changed nothing, and the
-        general path makes the same error reply and counts it)."""
-        args = self._plain_put_args(line)
-        if args is None:
-            return None
-        key, value = args
-        try:
-            self.write(session, key, value)
-        except CommandError:
-            return None
-        commands = self.stats.commands
-        commands["PUT"] = commands.get("PUT", 0) + 1
-        if session.txn is not None and self.settings.txn_timeout > 0:
-            self._idle_txns.touch(session, self.clock())
-        return OK
 
     def _refuse_http(self, session: Session) -> None:
         """Close a connection that sent an HTTP request: a web page may be trying to reach the
