@@ -143,6 +143,17 @@ def server_unless(port: int | None, prefix: str) -> Iterator[tuple[int, ServerPr
             server.stop()
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told (set or add to ``now``), for the sans-IO
+    tests of timeouts, delays and timers."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def ok(result: object = None) -> dict:
     """The reply a successful command gets (with ``result`` if not None)."""
     return {"status": "Ok"} if result is None else {"status": "Ok", "result": result}

@@ -10,6 +10,7 @@ import json
 import random
 
 import pytest
+from support import FakeClock
 
 from kvloop import commands
 from kvloop.commands import NOT_FOUND_REPLY, CommandExecutor
@@ -22,16 +23,6 @@ from kvloop.store import Store
 from kvloop.wal import MemoryOnly
 
 PASSWORD = "pässwörd 🔑"
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ClockStats(Stats):

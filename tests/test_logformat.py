@@ -195,7 +195,6 @@ def test_snapshot_chunks_stay_under_the_limit_or_hold_one_item(monkeypatch):
 
 
 def json_payload(payload: bytes) -> list:
-    import json
     return json.loads(payload)
 
 

@@ -29,17 +29,19 @@ Item = Union[bytes, str]
 """A line as these tests describe it: the bytes, or "TOO_LARGE" for a LineTooLarge."""
 
 
+def shown(line: bytes | LineTooLarge) -> Item:
+    """``line`` as the tests compare it: a LineTooLarge shown as "TOO_LARGE"."""
+    return "TOO_LARGE" if isinstance(line, LineTooLarge) else line
+
+
 def drain(reader: LineReader) -> list[Item]:
-    """Every line ready in ``reader``, with each LineTooLarge shown as "TOO_LARGE"."""
+    """Every line ready in ``reader``, each :func:`shown`."""
     out: list[Item] = []
     while True:
         line = reader.next_line()
         if line is None:
             return out
-        if isinstance(line, LineTooLarge):
-            out.append("TOO_LARGE")
-        else:
-            out.append(line)
+        out.append(shown(line))
 
 
 def feed_all(chunks: list[bytes], limit: int = 1000, finish: bool = False) -> list[Item]:
@@ -240,16 +242,14 @@ class TestLineReader:
                 reader.feed(chunk)
                 lines = reader.take_lines(rng.randrange(1, 20))
             run = rng.randrange(0, len(lines) + 1)
-            got += [b"TOO_LARGE" if isinstance(line, LineTooLarge) else line
-                    for line in lines[:run]]
+            got += map(shown, lines[:run])
             if run < len(lines):
                 reader.unread(lines[run:])
             assert reader.held_bytes() >= reader.buffered_bytes()
             if rng.random() < 0.5:
-                got += [b"TOO_LARGE" if line == "TOO_LARGE" else line for line in drain(reader)]
-        got += [b"TOO_LARGE" if line == "TOO_LARGE" else line for line in drain(reader)]
-        assert got == [b"TOO_LARGE" if line == "TOO_LARGE" else line
-                       for line in reference_lines(stream, limit, False)]
+                got += drain(reader)
+        got += drain(reader)
+        assert got == reference_lines(stream, limit, False)
 
     def test_take_whole_only_when_nothing_is_buffered_and_lines_are_whole(self):
         reader = LineReader(100)

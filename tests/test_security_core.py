@@ -8,6 +8,7 @@ import json
 import logging
 
 import pytest
+from support import FakeClock
 
 from kvloop import limits
 from kvloop.commands import CommandExecutor
@@ -15,16 +16,6 @@ from kvloop.config import Settings
 from kvloop.protocol import LineReader, LineTooLarge
 
 PASSWORD = "correct horse battery staple"
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Conn:

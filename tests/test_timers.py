@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import random
 
+from support import FakeClock
+
 from kvloop.timers import COMPACT_MIN_DEAD, Timers
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_callbacks_run_when_due_in_time_order():
